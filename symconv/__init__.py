@@ -1,0 +1,22 @@
+"""symconv: PyTorch's convolution front-end, over int, SymPy and Z3.
+
+Every shape check, output-size formula and backend predicate of
+``aten/src/ATen/native/Convolution.cpp`` is written once over :mod:`symconv.domain` and answers
+for plain ints (exactly what torch answers) and for symbolic sizes (conditions and formulas).
+"""
+
+from __future__ import annotations
+
+from .api import (SymbolicSelection, SymbolicShape, convolution_output_shape,
+                  determine_backend_memory_format_api as determine_backend_memory_format,
+                  select_conv_backend)
+from .backends import ConvBackend
+from .env import PRESETS, Environment, preset
+from .errors import ConvError, ConvShapeError
+from .spec import TensorSpec
+
+__version__ = "0.1.0"
+
+__all__ = ["ConvBackend", "ConvError", "ConvShapeError", "Environment", "PRESETS", "preset",
+           "TensorSpec", "select_conv_backend", "convolution_output_shape",
+           "determine_backend_memory_format", "SymbolicSelection", "SymbolicShape", "__version__"]

@@ -1,0 +1,420 @@
+"""Public API: torch's positional signatures, answered by symconv's rules.
+
+``select_conv_backend`` mirrors ``torch._C._select_conv_backend`` (the public C++
+``select_conv_backend``); ``convolution_output_shape`` mirrors the shape (or the error) of
+``torch.convolution``. With symbolic sizes both return symbolic answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import torch
+
+from . import domain as D
+from .backends import ConvBackend
+from .env import Environment
+from .errors import Check, Checker, ConvError, StopSymbolic, fmt_int
+from .kernels import kernel_checks
+from .params import ConvParams, expand_param_if_needed
+from .rules import RULES, Ctx, ErrorOutcome, Rule, cases, determine_backend_memory_format, evaluate
+from .shapes import calc_output_size, check_shape_forward
+from .spec import TensorSpec, as_spec, memory_format_from_code
+
+__all__ = ["select_conv_backend", "convolution_output_shape", "determine_backend_memory_format_api",
+           "SymbolicSelection", "SymbolicShape", "Prepared", "prepare", "Case"]
+
+
+def _param_list(x: Any, name: str) -> list:
+    if isinstance(x, (list, tuple, torch.Size)):
+        vals = list(x)
+    elif isinstance(x, (int, str)) or D.is_symbolic(x):
+        vals = [x]
+    else:
+        raise TypeError(f"{name} must be an int or a list of ints, got {type(x).__name__}")
+    out = []
+    for i, v in enumerate(vals):
+        if isinstance(v, bool):
+            raise TypeError(f"{name}[{i}] must be an int, got bool")
+        if isinstance(v, str):
+            v = D.sym(v)
+        elif not isinstance(v, int) and not D.is_symbolic(v):
+            if hasattr(v, "__index__"):
+                v = int(v.__index__())
+            else:
+                raise TypeError(f"{name}[{i}] must be an int, got {type(v).__name__}")
+        out.append(v)
+    return out
+
+
+def _groups(g: Any) -> Any:
+    if isinstance(g, bool):
+        raise TypeError("groups must be an int, got bool")
+    if isinstance(g, str):
+        return D.sym(g)
+    if isinstance(g, int) or D.is_symbolic(g):
+        return g
+    if hasattr(g, "__index__"):
+        return int(g.__index__())
+    raise TypeError(f"groups must be an int, got {type(g).__name__}")
+
+
+def _view4d(t: TensorSpec, *, contiguous_first: bool) -> TensorSpec:
+    """``view4d``: ``unsqueeze(2)`` (after ``.contiguous()`` for the input)."""
+    if contiguous_first:
+        t = dataclasses.replace(t, strides=None, memory_format=torch.contiguous_format)
+    sizes, strides = t.shape, t.stride()
+    new_sizes = sizes[:2] + (1,) + sizes[2:]
+    new_strides = strides[:2] + (sizes[2] * strides[2],) + strides[2:]
+    return TensorSpec(new_sizes, dtype=t.dtype, device=t.device, requires_grad=t.requires_grad,
+                      layout=t.layout, strides=new_strides)
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Arguments after expansion, checks and the 1-D view: what the rules read."""
+
+    ctx: Ctx
+    checker: Checker
+    original_input: TensorSpec
+    original_weight: TensorSpec
+    viewed_1d: bool
+    stopped: bool = False
+
+
+def prepare(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
+            *, env: Environment | None = None, need_backward: bool | None = None,
+            bias_sizes: Sequence[Any] | None = None, checker: Checker | None = None,
+            entry: str = "select") -> Prepared:
+    """Run the shared front half of ``select_conv_backend`` and ``_convolution``."""
+    env = Environment.from_torch() if env is None else env
+    if not isinstance(env, Environment):
+        raise TypeError(f"env must be a symconv.Environment, got {type(env).__name__}")
+    inp = as_spec(input, "input")
+    wgt = as_spec(weight, "weight")
+    if inp is None or wgt is None:
+        raise TypeError("input and weight must be tensors or TensorSpecs, not None")
+    b = as_spec(bias, "bias")
+    stride_l = _param_list(stride, "stride")
+    padding_l = _param_list(padding, "padding")
+    dilation_l = _param_list(dilation, "dilation")
+    output_padding_l = _param_list(output_padding, "output_padding")
+    g = _groups(groups)
+    check = checker if checker is not None else Checker()
+    k = wgt.ndim
+    dim = k - 2
+    version = env.version
+    if entry == "convolution":
+        check(dim > 0, lambda: "weight should have at least three dimensions", name="weight_dim3")
+        check(D.gt(g, 0), lambda: "non-positive groups is not supported", name="groups_nonpos_conv")
+    params = ConvParams.from_env(
+        expand_param_if_needed(stride_l, "stride", dim),
+        expand_param_if_needed(padding_l, "padding", dim),
+        expand_param_if_needed(dilation_l, "dilation", dim),
+        bool(transposed),
+        expand_param_if_needed(output_padding_l, "output_padding", dim),
+        g, env)
+    stopped = False
+    try:
+        check_shape_forward(inp, wgt.shape, b, params, check, version=version)
+    except StopSymbolic:
+        stopped = True
+    view_in, view_w = inp, wgt
+    viewed = False
+    if not stopped and k == 3 and not inp.is_mkldnn and not inp.is_xpu:
+        params = params.view1d_as_2d()
+        view_in = _view4d(inp, contiguous_first=True)
+        view_w = _view4d(wgt, contiguous_first=False)
+        viewed = True
+    bs = tuple(b.shape) if b is not None else (tuple(bias_sizes) if bias_sizes is not None else None)
+    if need_backward is None:
+        need_backward = env.grad_enabled and (inp.requires_grad or wgt.requires_grad or
+                                              (b is not None and b.requires_grad))
+    ctx = Ctx(view_in, view_w, b, bs, params, env, bool(need_backward))
+    return Prepared(ctx, check, inp, wgt, viewed, stopped)
+
+
+@dataclasses.dataclass
+class Case:
+    """One region of a symbolic answer: ``condition`` over the symbols, and the outcome
+    (a ConvBackend, an output shape, or the ConvError torch raises there)."""
+
+    condition: Any
+    outcome: Any
+    rule: str
+
+    def __iter__(self):
+        yield self.condition
+        yield self.outcome
+
+
+@dataclasses.dataclass
+class SymbolicSelection:
+    """A symbolic ``select_conv_backend``: ordered check failures, then backend cases.
+
+    ``cases`` covers the whole symbol space exactly once (checks first, in torch's order).
+    """
+
+    checks: list[Check]
+    cases: list[Case]
+    env: Environment
+
+    @property
+    def valid(self):
+        """The condition under which every shape check passes."""
+        return D.and_(*[c.cond for c in self.checks])
+
+    def backends(self) -> list[tuple[Any, ConvBackend]]:
+        """The (condition, backend) pairs (checks-pass conditions included)."""
+        return [(c.condition, c.outcome) for c in self.cases if isinstance(c.outcome, ConvBackend)]
+
+    def errors(self) -> list[Case]:
+        return [c for c in self.cases if not isinstance(c.outcome, ConvBackend)]
+
+    def at(self, **values: int):
+        """Substitute concrete symbol values: the backend, or raise torch's error."""
+        for c in self.cases:
+            if _holds(c.condition, values):
+                if isinstance(c.outcome, BaseException):
+                    raise _instantiate_error(c, values)
+                return c.outcome
+        raise AssertionError("no case holds: the cases are not exhaustive")  # pragma: no cover
+
+    def __str__(self) -> str:
+        lines = [f"{'if ' + str(D.simplify(c.condition)):60s} -> {_outcome_str(c.outcome)}"
+                 for c in self.cases]
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class SymbolicShape:
+    """A symbolic ``convolution_output_shape``: the shape where valid, the error cases else."""
+
+    shape: tuple
+    valid: Any
+    cases: list[Case]
+
+    def at(self, **values: int) -> tuple:
+        for c in self.cases:
+            if _holds(c.condition, values):
+                if isinstance(c.outcome, BaseException):
+                    raise _instantiate_error(c, values)
+                return tuple(_subs(x, values) for x in c.outcome)
+        raise AssertionError("no case holds")  # pragma: no cover
+
+
+def _outcome_str(o: Any) -> str:
+    if isinstance(o, ConvBackend):
+        return o.name
+    if isinstance(o, BaseException):
+        return f"{type(o).__name__}: {str(o).splitlines()[0]}"
+    return str(o)
+
+
+def _subs(x: Any, values: dict):
+    import sympy
+    import z3
+    if isinstance(x, sympy.Basic):
+        r = x.subs({s: values[s.name] for s in x.free_symbols if s.name in values})
+        if r.is_Integer:
+            return int(r)
+        if r in (sympy.true, sympy.false):
+            return bool(r)
+        return r
+    if isinstance(x, z3.ExprRef):
+        subs = [(z3.Int(k), z3.IntVal(v)) for k, v in values.items()]
+        r = z3.simplify(z3.substitute(x, *subs)) if subs else z3.simplify(x)
+        if z3.is_int_value(r):
+            return r.as_long()
+        if z3.is_true(r):
+            return True
+        if z3.is_false(r):
+            return False
+        return r
+    return x
+
+
+def _holds(cond: Any, values: dict) -> bool:
+    r = _subs(cond, values)
+    t = D.truth(r)
+    if t is None:
+        raise ValueError(f"values {values} do not decide the condition {cond}; give every symbol")
+    return t
+
+
+class _LazyError(ConvError):
+    pass
+
+
+def _instantiate_error(case: Case, values: dict) -> BaseException:
+    exc = case.outcome
+    builder = getattr(exc, "_rebuild", None)
+    if builder is not None:
+        return builder(values)
+    return exc
+
+
+# --------------------------------------------------------------------------------------
+
+
+def _is_symbolic_call(p: Prepared) -> bool:
+    return p.checker.symbolic or _ctx_symbolic(p.ctx)
+
+
+def _ctx_symbolic(ctx: Ctx) -> bool:
+    vals = list(ctx.input.shape) + list(ctx.weight.shape) + list(ctx.input.stride()) + \
+        list(ctx.weight.stride())
+    if ctx.bias is not None:
+        vals += list(ctx.bias.shape)
+    pr = ctx.params
+    vals += pr.stride + pr.padding + pr.dilation + pr.output_padding + [pr.groups]
+    return any(D.is_symbolic(v) for v in vals)
+
+
+def _check_cases(checks: list[Check], builder) -> list[Case]:
+    out = []
+    prefix: Any = True
+    for chk in checks:
+        cond = D.and_(prefix, D.not_(chk.cond))
+        if D.truth(cond) is not False:
+            exc = chk.failure()
+            exc._rebuild = builder(chk)  # type: ignore[attr-defined]
+            out.append(Case(cond, exc, chk.name))
+        prefix = D.and_(prefix, chk.cond)
+    return out
+
+
+def _rebuild_check(chk: Check):
+    def rebuild(values):
+        # Re-render the message with concrete values substituted into the closure's terms.
+        msg = chk.message()
+        for name, v in values.items():
+            msg = msg.replace(name, str(v))
+        exc = chk.error(msg)
+        return exc
+    return rebuild
+
+
+def select_conv_backend(input, weight, bias, stride, padding, dilation, transposed,
+                        output_padding, groups, *, env: Environment | None = None,
+                        need_backward: bool | None = None,
+                        bias_sizes: Sequence[Any] | None = None):
+    """``torch._C._select_conv_backend`` with symconv's rules.
+
+    Concrete arguments give a :class:`ConvBackend` (or raise torch's error as
+    :class:`ConvError`); symbolic sizes give a :class:`SymbolicSelection`.
+    """
+    p = prepare(input, weight, bias, stride, padding, dilation, transposed, output_padding,
+                groups, env=env, need_backward=need_backward, bias_sizes=bias_sizes)
+    if not _is_symbolic_call(p):
+        rule, outcome = evaluate(p.ctx)
+        if isinstance(outcome, ErrorOutcome):
+            raise outcome.exception(p.ctx)
+        return outcome
+    return _symbolic_selection(p)
+
+
+def _symbolic_selection(p: Prepared) -> SymbolicSelection:
+    checks = p.checker.checks
+    out = _check_cases(checks, _rebuild_check)
+    if not p.stopped:
+        valid = D.and_(*[c.cond for c in checks])
+        for cond, rule in cases(p.ctx):
+            c = D.and_(valid, cond)
+            if D.truth(c) is False:
+                continue
+            outcome = rule.outcome
+            if isinstance(outcome, ErrorOutcome):
+                exc = outcome.exception(p.ctx)
+                ctx = p.ctx
+                exc._rebuild = (lambda o, ctx: (lambda values: ConvError(
+                    _subst_msg(o.message(ctx), values))))(outcome, ctx)
+                outcome = exc
+            out.append(Case(c, outcome, rule.name))
+    return SymbolicSelection(checks, out, p.ctx.env)
+
+
+def _subst_msg(msg: str, values: dict) -> str:
+    for name, v in values.items():
+        msg = msg.replace(name, str(v))
+    return msg
+
+
+def determine_backend_memory_format_api(input, weight, backend: ConvBackend, *,
+                                        env: Environment | None = None):
+    """``torch._C._conv_determine_backend_memory_format(input, weight, backend)``."""
+    env = Environment.from_torch() if env is None else env
+    inp = as_spec(input, "input")
+    wgt = as_spec(weight, "weight")
+    code = determine_backend_memory_format(inp, wgt, ConvBackend(int(backend)), env)
+    if isinstance(code, int):
+        return memory_format_from_code(code)
+    return code
+
+
+def convolution_output_shape(input, weight, bias, stride, padding, dilation, transposed,
+                             output_padding, groups, *, env: Environment | None = None,
+                             need_backward: bool | None = None):
+    """The shape ``torch.convolution(...)`` returns, or its error (as :class:`ConvError`).
+
+    Symbolic sizes give a :class:`SymbolicShape`.
+    """
+    p = prepare(input, weight, bias, stride, padding, dilation, transposed, output_padding,
+                groups, env=env, need_backward=need_backward, entry="convolution")
+    if not _is_symbolic_call(p):
+        rule, outcome = evaluate(p.ctx)
+        if isinstance(outcome, ErrorOutcome):
+            raise outcome.exception(p.ctx)
+        kernel_checks(outcome, p, Checker())
+        out = calc_output_size(p.ctx.input, p.ctx.weight, p.ctx.params)
+        if p.viewed_1d:
+            out = out[:2] + out[3:]
+        return tuple(int(x) for x in out)
+    return _symbolic_shape(p)
+
+
+def _symbolic_shape(p: Prepared) -> SymbolicShape:
+    checks = p.checker.checks
+    out = _check_cases(checks, _rebuild_check)
+    valid_all = D.and_(*[c.cond for c in checks])
+    shape = ()
+    if not p.stopped:
+        shape = calc_output_size(p.ctx.input, p.ctx.weight, p.ctx.params)
+        if p.viewed_1d:
+            shape = shape[:2] + shape[3:]
+        shape = tuple(shape)
+        for cond, rule in cases(p.ctx):
+            c = D.and_(valid_all, cond)
+            if D.truth(c) is False:
+                continue
+            outcome = rule.outcome
+            if isinstance(outcome, ErrorOutcome):
+                exc = outcome.exception(p.ctx)
+                exc._rebuild = (lambda o, ctx: (lambda values: ConvError(
+                    _subst_msg(o.message(ctx), values))))(outcome, p.ctx)
+                out.append(Case(c, exc, rule.name))
+                continue
+            kc = Checker()
+            stopped = False
+            try:
+                kernel_checks(outcome, p, kc)
+            except StopSymbolic:
+                stopped = True
+            except ConvError as exc:
+                exc._rebuild = (lambda e: (lambda values: ConvError(
+                    _subst_msg(str(e), values))))(exc)
+                out.append(Case(c, exc, rule.name))
+                continue
+            prefix = c
+            for chk in kc.checks:
+                fc = D.and_(prefix, D.not_(chk.cond))
+                if D.truth(fc) is not False:
+                    exc = chk.failure()
+                    exc._rebuild = _rebuild_check(chk)
+                    out.append(Case(fc, exc, f"{rule.name}:{chk.name}"))
+                prefix = D.and_(prefix, chk.cond)
+            if not stopped and D.truth(prefix) is not False:
+                out.append(Case(prefix, shape, rule.name))
+    valid = D.or_(*[c.condition for c in out if not isinstance(c.outcome, BaseException)])
+    return SymbolicShape(shape, valid, out)

@@ -1,0 +1,218 @@
+"""The torch side of the differential tests: what the installed torch answers for a case.
+
+A *case* is a JSON-able dict (see ``tests/strategies.py``). Selection and memory format are
+asked in-process (they run no kernel); ``torch.convolution`` runs in a worker subprocess that is
+restarted when torch crashes (oneDNN can segfault on valid input), and a crash is reported as
+torch's answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import warnings
+
+import torch
+
+from symconv import ConvBackend, Environment, TensorSpec
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+          "float16": torch.float16, "complex64": torch.complex64}
+MF = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last,
+      "channels_last_3d": torch.channels_last_3d}
+MF_NAME = {torch.contiguous_format: "contiguous", torch.channels_last: "channels_last",
+           torch.channels_last_3d: "channels_last_3d", torch.preserve_format: "preserve"}
+
+HUGE = 2**24  # tensors with more elements are built with expand() from one element
+
+
+def tensor_spec(t: dict | None) -> TensorSpec | None:
+    if t is None:
+        return None
+    strides = t.get("strides")
+    if strides is None and _numel(t["shape"]) > HUGE:
+        strides = [0] * len(t["shape"])  # build_tensor expands one element
+    return TensorSpec(tuple(t["shape"]), dtype=DTYPES[t.get("dtype", "float32")],
+                      requires_grad=t.get("requires_grad", False),
+                      memory_format=MF[t.get("memory_format", "contiguous")],
+                      strides=tuple(strides) if strides is not None else None)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def build_tensor(t: dict | None) -> torch.Tensor | None:
+    if t is None:
+        return None
+    spec = tensor_spec(t)
+    shape = tuple(t["shape"])
+    numel = 1
+    for s in shape:
+        numel *= s
+    dtype = DTYPES[t.get("dtype", "float32")]
+    if t.get("strides") is not None:
+        x = torch.empty(1, dtype=dtype).as_strided(shape, tuple(t["strides"]))
+    elif numel > HUGE:
+        x = torch.empty(1, dtype=dtype).expand(shape)
+    else:
+        x = torch.empty(shape, dtype=dtype, memory_format=MF[t.get("memory_format", "contiguous")])
+        x.zero_()
+        if not dtype.is_complex:
+            x.uniform_(-1, 1)
+    if t.get("requires_grad"):
+        x.requires_grad_(True)
+    return x
+
+
+@contextlib.contextmanager
+def flags(case: dict):
+    f = case.get("flags", {})
+    old_threads = torch.get_num_threads()
+    with contextlib.ExitStack() as st:
+        st.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        st.enter_context(torch.backends.mkldnn.flags(enabled=f.get("mkldnn", True)))
+        st.enter_context(torch.backends.nnpack.flags(enabled=f.get("nnpack", True)))
+        st.enter_context(torch.backends.cudnn.flags(enabled=f.get("cudnn", True),
+                                                    deterministic=f.get("deterministic", False),
+                                                    benchmark=False))
+        st.enter_context(torch.set_grad_enabled(f.get("grad", True)))
+        torch.set_num_threads(f.get("threads", 1))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old_threads)
+
+
+def args(case: dict):
+    return (build_tensor(case["input"]), build_tensor(case["weight"]), build_tensor(case.get("bias")),
+            case["stride"], case["padding"], case["dilation"], case["transposed"],
+            case["output_padding"], case["groups"])
+
+
+def first_line(e: BaseException) -> str:
+    s = str(e)
+    return s.splitlines()[0] if s else ""
+
+
+def torch_select(case: dict) -> dict:
+    """Backend and memory format from the installed torch (in-process: no kernel runs)."""
+    with flags(case):
+        a = args(case)
+        try:
+            raw = torch._C._select_conv_backend(*a)
+        except Exception as e:  # noqa: BLE001 - torch's answer, whatever it is
+            return {"error": type(e).__name__, "message": first_line(e)}
+        be = ConvBackend.from_torch(raw)
+        mf = torch._C._conv_determine_backend_memory_format(a[0], a[1], raw)
+        return {"backend": be.name, "memory_format": MF_NAME[mf]}
+
+
+def symconv_env() -> Environment:
+    return Environment.from_torch()
+
+
+def symconv_select(case: dict) -> dict:
+    import symconv
+    from symconv.errors import ConvValueError
+    with flags(case):
+        env = Environment.from_torch()
+    inp, w, b = (tensor_spec(case["input"]), tensor_spec(case["weight"]),
+                 tensor_spec(case.get("bias")))
+    try:
+        be = symconv.select_conv_backend(inp, w, b, case["stride"], case["padding"],
+                                         case["dilation"], case["transposed"],
+                                         case["output_padding"], case["groups"], env=env)
+    except (symconv.ConvError, ConvValueError, IndexError) as e:
+        return {"error": type(e).__name__ if not isinstance(e, symconv.ConvError)
+                else "RuntimeError", "message": first_line(e)}
+    mf = symconv.determine_backend_memory_format(inp, w, be, env=env)
+    return {"backend": be.name, "memory_format": MF_NAME[mf]}
+
+
+def symconv_convolution(case: dict) -> dict:
+    import symconv
+    from symconv.errors import ConvValueError
+    with flags(case):
+        env = Environment.from_torch()
+    inp, w, b = (tensor_spec(case["input"]), tensor_spec(case["weight"]),
+                 tensor_spec(case.get("bias")))
+    try:
+        shape = symconv.convolution_output_shape(inp, w, b, case["stride"], case["padding"],
+                                                 case["dilation"], case["transposed"],
+                                                 case["output_padding"], case["groups"], env=env)
+    except symconv.ConvError as e:
+        return {"error": "RuntimeError" if type(e).__name__ in ("ConvError", "ConvShapeError")
+                else type(e).__name__, "message": first_line(e)}
+    except (ConvValueError, IndexError, NotImplementedError) as e:
+        name = "ValueError" if isinstance(e, ConvValueError) else type(e).__name__
+        return {"error": name, "message": first_line(e)}
+    return {"shape": list(shape)}
+
+
+def run_convolution(case: dict) -> dict:
+    """Execute ``torch.convolution`` for a case (call this in a worker process)."""
+    with flags(case):
+        a = args(case)
+        try:
+            out = torch.convolution(*a)
+        except Exception as e:  # noqa: BLE001
+            name = type(e).__name__
+            if name in ("OutOfMemoryError",):
+                name = "RuntimeError"
+            return {"error": name, "message": first_line(e)}
+        return {"shape": list(out.shape)}
+
+
+class ConvWorker:
+    """A subprocess that runs ``torch.convolution`` for cases; survives torch crashes."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def _start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
+                                             env.get("PYTHONPATH", "")])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-c", "import tests.oracle as o; o._serve()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            cwd=os.path.dirname(os.path.dirname(__file__)))
+
+    def run(self, case: dict) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        assert self.proc and self.proc.stdin and self.proc.stdout
+        try:
+            self.proc.stdin.write(json.dumps(case) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            code = self.proc.wait()
+            self.proc = None
+            return {"crash": code}
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()  # type: ignore[union-attr]
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+def _serve() -> None:  # pragma: no cover - runs in the worker
+    for line in sys.stdin:
+        case = json.loads(line)
+        sys.stdout.write(json.dumps(run_convolution(case)) + "\n")
+        sys.stdout.flush()
