@@ -315,6 +315,33 @@ def select_conv_backend(input, weight, bias, stride, padding, dilation, transpos
     return _symbolic_selection(p)
 
 
+def size_facts(p: Prepared) -> list:
+    """``s >= 0`` for every symbol that appears in a tensor's sizes (Z3)."""
+    from . import solver
+    syms = set()
+    for t in (p.original_input, p.original_weight, p.ctx.bias):
+        if t is not None:
+            syms |= t.symbols
+    return solver.nonneg(syms)
+
+
+def _prune(p: Prepared, found: list) -> list:
+    """Drop cases whose condition is unsatisfiable for non-negative sizes (Z3, bounded time;
+    a case the solver cannot decide is kept)."""
+    import numpy as np
+    from . import solver
+    if any(isinstance(c.condition, np.ndarray) for c in found):
+        return found
+    facts = size_facts(p)
+    kept = []
+    for c in found:
+        if D.is_symbolic(c.condition) and solver.check(c.condition, *facts,
+                                                          timeout_ms=2000).unsat:
+            continue
+        kept.append(c)
+    return kept
+
+
 def _symbolic_selection(p: Prepared) -> SymbolicSelection:
     checks = p.checker.checks
     out = _check_cases(checks, _rebuild_check)
@@ -332,7 +359,7 @@ def _symbolic_selection(p: Prepared) -> SymbolicSelection:
                     _subst_msg(o.message(ctx), values))))(outcome, ctx)
                 outcome = exc
             out.append(Case(c, outcome, rule.name))
-    return SymbolicSelection(checks, out, p.ctx.env)
+    return SymbolicSelection(checks, _prune(p, out), p.ctx.env)
 
 
 def _subst_msg(msg: str, values: dict) -> str:
@@ -416,5 +443,6 @@ def _symbolic_shape(p: Prepared) -> SymbolicShape:
                 prefix = D.and_(prefix, chk.cond)
             if not stopped and D.truth(prefix) is not False:
                 out.append(Case(prefix, shape, rule.name))
+    out = _prune(p, out)
     valid = D.or_(*[c.condition for c in out if not isinstance(c.outcome, BaseException)])
     return SymbolicShape(shape, valid, out)

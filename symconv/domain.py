@@ -125,6 +125,11 @@ def _c_trunc_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
+def _paren(printer, e) -> str:
+    text = printer._print(e)
+    return text if (e.is_Atom or isinstance(e, sympy.Function)) else f"({text})"
+
+
 class TruncDiv(sympy.Function):
     """C++ int64 ``a / b`` (rounds toward zero) as a SymPy function."""
 
@@ -145,7 +150,7 @@ class TruncDiv(sympy.Function):
         return None
 
     def _sympystr(self, printer):
-        return f"trunc({printer._print(self.args[0])} / {printer._print(self.args[1])})"
+        return f"trunc({_paren(printer, self.args[0])}/{_paren(printer, self.args[1])})"
 
 
 class TruncMod(sympy.Function):
@@ -166,7 +171,7 @@ class TruncMod(sympy.Function):
         return None
 
     def _sympystr(self, printer):
-        return f"({printer._print(self.args[0])} %trunc {printer._print(self.args[1])})"
+        return f"cmod({printer._print(self.args[0])}, {printer._print(self.args[1])})"
 
 
 def _z3_nonneg_div(a, b):
@@ -175,6 +180,12 @@ def _z3_nonneg_div(a, b):
 
 
 def _z3_cdiv(a, b):
+    if isinstance(b, (int, np.integer)) and not isinstance(b, bool) and b != 0:
+        a = _z3(a)
+        b = int(b)
+        if b > 0:
+            return z3.If(a >= 0, a / b, -((-a) / b))
+        return z3.If(a >= 0, -(a / -b), (-a) / (-b))
     a, b = _z3(a), _z3(b)
     pa = z3.If(a >= 0, a, -a)
     pb = z3.If(b > 0, b, -b)
@@ -215,7 +226,8 @@ def cdiv(a, b):
     if k == SYMPY:
         return TruncDiv(_sp(a), _sp(b))
     if k == Z3:
-        return _z3_cdiv(a, b)
+        return _z3_cdiv(a, b if not isinstance(b, z3.ExprRef) or not z3.is_int_value(b)
+                        else b.as_long())
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     bb = np.where(b == 0, 1, b)
     q = np.abs(a) // np.abs(bb)

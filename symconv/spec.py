@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+import numpy as np
 import sympy
 import torch
 import z3
@@ -83,6 +84,10 @@ def _parse_dim(x: Any, where: str) -> Any:
         raise TypeError(f"{where}: expected an int or a symbol, got a bool")
     if isinstance(x, int):
         return x
+    if isinstance(x, np.ndarray):
+        if not np.issubdtype(x.dtype, np.integer):
+            raise TypeError(f"{where}: a numpy array of sizes must be of an integer dtype")
+        return x.astype(np.int64)
     if hasattr(x, "__index__") and not isinstance(x, (sympy.Basic, z3.ExprRef)):
         return int(x.__index__())
     if isinstance(x, str):
@@ -190,7 +195,7 @@ class TensorSpec:
 
     @property
     def is_concrete(self) -> bool:
-        return all(isinstance(s, int) for s in self.shape) and (
+        return all(type(s) is int for s in self.shape) and (
             self.strides is None or all(isinstance(s, int) for s in self.strides))
 
     @property
@@ -199,6 +204,8 @@ class TensorSpec:
         for s in self.shape + (self.strides or ()):
             if isinstance(s, sympy.Basic):
                 out |= s.free_symbols
+            elif isinstance(s, np.ndarray):
+                continue
             elif isinstance(s, z3.ExprRef):
                 out.add(s)
         return out
