@@ -269,7 +269,9 @@ def _ctx_symbolic(ctx: Ctx) -> bool:
         vals += list(ctx.bias.shape)
     pr = ctx.params
     vals += pr.stride + pr.padding + pr.dilation + pr.output_padding + [pr.groups]
-    return any(D.is_symbolic(v) for v in vals)
+    if all(type(v) is int for v in vals):
+        return False
+    return any(D.is_symbolic(v) or not isinstance(v, int) for v in vals)
 
 
 def _check_cases(checks: list[Check], builder) -> list[Case]:
@@ -305,14 +307,64 @@ def select_conv_backend(input, weight, bias, stride, padding, dilation, transpos
     Concrete arguments give a :class:`ConvBackend` (or raise torch's error as
     :class:`ConvError`); symbolic sizes give a :class:`SymbolicSelection`.
     """
+    env = Environment.from_torch() if env is None else env
+    key = _cache_key(input, weight, bias, stride, padding, dilation, transposed, output_padding,
+                     groups, env, need_backward, bias_sizes)
+    if key is not None:
+        hit = _SELECT_CACHE.get(key)
+        if hit is not None:
+            if isinstance(hit, ConvBackend):
+                return hit
+            raise hit[0](*hit[1])
     p = prepare(input, weight, bias, stride, padding, dilation, transposed, output_padding,
                 groups, env=env, need_backward=need_backward, bias_sizes=bias_sizes)
     if not _is_symbolic_call(p):
-        rule, outcome = evaluate(p.ctx)
-        if isinstance(outcome, ErrorOutcome):
-            raise outcome.exception(p.ctx)
+        try:
+            rule, outcome = evaluate(p.ctx)
+            if isinstance(outcome, ErrorOutcome):
+                raise outcome.exception(p.ctx)
+        except Exception as e:
+            if key is not None:
+                _remember(key, (type(e), e.args))
+            raise
+        if key is not None:
+            _remember(key, outcome)
         return outcome
     return _symbolic_selection(p)
+
+
+# Concrete selections are pure functions of their (hashable) arguments: remember recent ones.
+_SELECT_CACHE: dict = {}
+_SELECT_CACHE_SIZE = 4096
+
+
+def _remember(key, value) -> None:
+    if len(_SELECT_CACHE) >= _SELECT_CACHE_SIZE:
+        _SELECT_CACHE.pop(next(iter(_SELECT_CACHE)))
+    _SELECT_CACHE[key] = value
+
+
+def _cache_key(input, weight, bias, stride, padding, dilation, transposed, output_padding,
+               groups, env, need_backward, bias_sizes):
+    """A hashable key for an all-int call with TensorSpec arguments, else ``None``."""
+    if not (isinstance(input, TensorSpec) and isinstance(weight, TensorSpec)
+            and (bias is None or isinstance(bias, TensorSpec))):
+        return None
+    try:
+        key = (input, weight, bias, tuple(stride), tuple(padding), tuple(dilation),
+               bool(transposed), tuple(output_padding), groups, env, need_backward,
+               None if bias_sizes is None else tuple(bias_sizes))
+        if not (input.is_concrete and weight.is_concrete and (bias is None or bias.is_concrete)):
+            return None
+        for part in key[3:9]:
+            if isinstance(part, tuple) and not all(type(v) is int for v in part):
+                return None
+        if type(groups) is not int:
+            return None
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def size_facts(p: Prepared) -> list:

@@ -88,6 +88,8 @@ def is_symbolic(x: Any) -> bool:
 
 def truth(x: Any) -> bool | None:
     """The Python truth of a boolean when it is decided, else ``None``."""
+    if type(x) is bool:
+        return x
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
     if x is sympy.true:
@@ -369,6 +371,8 @@ lt.__doc__, le.__doc__, gt.__doc__, ge.__doc__ = "a < b", "a <= b", "a > b", "a 
 
 def and_(*xs):
     """Conjunction; ``True`` for no arguments. Decided operands fold away."""
+    if all(type(x) is bool for x in xs):
+        return all(xs)
     rest = []
     for x in xs:
         t = truth(x)
@@ -390,6 +394,8 @@ def and_(*xs):
 
 def or_(*xs):
     """Disjunction; ``False`` for no arguments. Decided operands fold away."""
+    if all(type(x) is bool for x in xs):
+        return any(xs)
     rest = []
     for x in xs:
         t = truth(x)
@@ -410,6 +416,8 @@ def or_(*xs):
 
 
 def not_(x):
+    if type(x) is bool:
+        return not x
     t = truth(x)
     if t is not None:
         return _like(x, not t)
@@ -421,11 +429,11 @@ def not_(x):
 
 
 def any_(xs: Iterable[Any]):
-    return or_(*list(xs))
+    return or_(*xs)
 
 
 def all_(xs: Iterable[Any]):
-    return and_(*list(xs))
+    return and_(*xs)
 
 
 def ite(c, a, b):

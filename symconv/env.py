@@ -8,6 +8,7 @@ the running process by :meth:`Environment.from_torch` or taken from a named pres
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 __all__ = ["Environment", "PRESETS", "preset", "parse_version", "preset_names"]
 
 
+@functools.lru_cache(maxsize=64)
 def parse_version(v: str | tuple | None) -> tuple[int, int]:
     """``'2.13.0+cpu'`` -> ``(2, 13)``."""
     if v is None:

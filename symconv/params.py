@@ -324,7 +324,7 @@ class ConvParams:
 
     def use_miopen(self, input: TensorSpec, weight: TensorSpec, bias_defined: bool,
                    env: Environment):
-        if env.mobile:
+        if env.mobile or not env.compiled_with_miopen or not input.is_cuda:
             return False
         if env.version >= CUDA_RULES_NEW:
             not_64 = True
