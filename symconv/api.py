@@ -63,7 +63,14 @@ def _groups(g: Any) -> Any:
 def _view4d(t: TensorSpec, *, contiguous_first: bool) -> TensorSpec:
     """``view4d``: ``unsqueeze(2)`` (after ``.contiguous()`` for the input)."""
     if contiguous_first:
-        t = dataclasses.replace(t, strides=None, memory_format=torch.contiguous_format)
+        # .contiguous() returns the tensor itself when it is already contiguous: strides of
+        # size-1 dimensions are kept (they decide channels-last suggestions after the view).
+        keep = t.is_contiguous()
+        if D.truth(keep) is not True:
+            canon = TensorSpec(t.shape).stride()
+            strides = canon if D.truth(keep) is False else \
+                tuple(D.ite(keep, a, c) for a, c in zip(t.stride(), canon))
+            t = dataclasses.replace(t, strides=strides, memory_format=torch.contiguous_format)
     sizes, strides = t.shape, t.stride()
     new_sizes = sizes[:2] + (1,) + sizes[2:]
     new_strides = strides[:2] + (sizes[2] * strides[2],) + strides[2:]
