@@ -1,0 +1,137 @@
+"""``symconv reach``: can a backend be reached, with a torch-validated witness, or why not."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import CLIError, emit_json
+from ._args import parse_env
+
+COMMAND = "reach"
+HELP = "decide whether a backend is reachable: a witness torch confirms, or the proof it is not"
+DESCRIPTION = (HELP + ". Runtime flags (mkldnn, nnpack, cuDNN flags, threads, grad mode) may "
+               "differ from the environment's; build facts never do. --all prints the backend x "
+               "environment-preset table.")
+
+
+def register(p: argparse.ArgumentParser):
+    p.add_argument("backend", nargs="?", metavar="BACKEND",
+                   help="a ConvBackend name, e.g. NnpackSpatial (case-insensitive)")
+    p.add_argument("--env", default="native",
+                   help="environment preset (default: this process); see 'symconv reach --all'")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override an Environment field, e.g. --set num_threads=2")
+    p.add_argument("--dims", metavar="D", help="spatial dims: 1, 2, 3 or a list like 1,2 "
+                   "(default: all)")
+    p.add_argument("--where", action="append", metavar="CONSTRAINTS",
+                   help='constraints, e.g. "N<=8, H==W, dtype==float16, not mkldnn_enabled"')
+    p.add_argument("--fixed-flags", action="store_true",
+                   help="keep the environment's runtime flags as they are")
+    p.add_argument("--no-validate", action="store_true", help="do not replay witnesses on torch")
+    p.add_argument("--all", action="store_true",
+                   help="the table of every backend under every environment preset")
+    p.add_argument("--region-limit", type=int, default=12, metavar="N",
+                   help="print at most N parts of the region (default 12; --json has all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return run
+
+
+def parse_dims(text: str | None):
+    if text is None:
+        return None
+    try:
+        out = tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise CLIError("--dims", f"expected 1, 2 or 3 (or a comma list), got {text!r}") from None
+    if not out or any(d not in (1, 2, 3) for d in out):
+        raise CLIError("--dims", f"expected 1, 2 or 3 (or a comma list), got {text!r}")
+    return out
+
+
+def parse_backend(name: str | None):
+    from symconv import ConvBackend
+    if name is None:
+        raise CLIError("BACKEND", "give a backend name (or --all)")
+    try:
+        return ConvBackend.parse(name)
+    except ValueError:
+        raise CLIError("BACKEND", f"unknown backend {name!r}; expected one of: "
+                       + ", ".join(b.name for b in ConvBackend)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from symconv.queries import reach
+    from symconv.queries.where import WhereError, parse_where
+    dims = parse_dims(args.dims)
+    try:
+        where = parse_where(args.where)
+    except WhereError as e:
+        raise CLIError("--where", str(e)) from None
+    if args.all:
+        return _table(args, dims, where)
+    backend = parse_backend(args.backend)
+    env = parse_env(args.env, args.set)
+    try:
+        res = reach(backend, env=env, dims=dims, where=where, validate=not args.no_validate,
+                    vary_flags=not args.fixed_flags)
+    except WhereError as e:
+        raise CLIError("--where", str(e)) from None
+    res.env_label = args.env + (" (with --set)" if args.set else "")
+    if args.json:
+        emit_json(res.to_json())
+    else:
+        sys.stdout.write(res.text(region_limit=args.region_limit) + "\n")
+    if res.verdict == "unknown" or (res.validation is not None
+                                    and res.validation.status == "mismatch"):
+        return 1
+    return 0
+
+
+def _table(args, dims, where) -> int:
+    from symconv import ConvBackend
+    from symconv.env import PRESETS
+    from symconv.queries import reach
+    from symconv.queries.where import WhereError
+    presets = list(PRESETS) + ["native"]
+    backends = [parse_backend(args.backend)] if args.backend else list(ConvBackend)
+    rows = []
+    status = 0
+    for b in backends:
+        row = {}
+        for name in presets:
+            env = parse_env(name, args.set)
+            try:
+                r = reach(b, env=env, dims=dims, where=where, validate=not args.no_validate,
+                          vary_flags=not args.fixed_flags)
+            except WhereError as e:
+                raise CLIError("--where", str(e)) from None
+            if r.verdict == "reachable":
+                v = r.validation.status if r.validation else "not-validated"
+                cell = {"validated": "yes, torch", "not-validated": "yes",
+                        "mismatch": "MISMATCH"}[v]
+                if v == "mismatch":
+                    status = 1
+            elif r.verdict == "unreachable":
+                cell = "no (proof)"
+            else:
+                cell = "unknown"
+                status = 1
+            row[name] = {"cell": cell, "verdict": r.verdict,
+                         "validation": r.validation.status if r.validation else None,
+                         "witness": r.witness.to_json() if r.witness else None,
+                         "seconds": round(r.seconds, 4)}
+        rows.append((b, row))
+    if args.json:
+        emit_json({"presets": presets, "rows": {b.name: row for b, row in rows}})
+        return status
+    w0 = max(len(b.name) for b, _ in rows)
+    widths = {p: max(len(p), max(len(row[p]["cell"]) for _, row in rows)) for p in presets}
+    sys.stdout.write(f"{'backend':<{w0}}  " + "  ".join(f"{p:<{widths[p]}}" for p in presets)
+                     + "\n")
+    for b, row in rows:
+        sys.stdout.write(f"{b.name:<{w0}}  " + "  ".join(f"{row[p]['cell']:<{widths[p]}}"
+                                                       for p in presets) + "\n")
+    sys.stdout.write("yes, torch = reachable, witness replayed on this torch; yes = reachable "
+                     "(another build: not replayable here); no (proof) = proved unreachable\n")
+    return status

@@ -1,0 +1,334 @@
+"""Z3 work of the queries: incremental solvers (limits from :mod:`symconv.solver`), small
+witnesses, readable formulas.
+
+Every verdict is ``"sat"``, ``"unsat"`` or ``"unknown"``; an ``unknown`` is never turned into a
+proof.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Sequence
+
+import z3
+
+from .. import solver as S
+
+__all__ = ["new_solver", "verdict", "minimise", "nnf_conjuncts", "text", "simplify_conjuncts",
+           "preferred_value", "ORDER"]
+
+
+def new_solver(timeout_ms: int | None = None) -> z3.Solver:
+    """A Z3 solver with symconv's limits (``symconv.solver.LIMITS``)."""
+    s = z3.Solver()
+    s.set("timeout", int(timeout_ms if timeout_ms is not None else S.LIMITS.timeout_ms))
+    s.set("max_memory", int(S.LIMITS.memory_mb))
+    return s
+
+
+def verdict(s: z3.Solver, *assumptions) -> tuple[str, str]:
+    r = s.check(*assumptions)
+    if r == z3.sat:
+        return "sat", ""
+    if r == z3.unsat:
+        return "unsat", ""
+    return "unknown", f"{s.reason_unknown()} (limits: {S.LIMITS.timeout_ms} ms, " \
+                      f"{S.LIMITS.memory_mb} MB per query)"
+
+
+# --------------------------------------------------------------------------------------
+# Small witnesses
+
+
+def preferred_value(name: str) -> int:
+    """What a size or parameter is, when nothing forces otherwise."""
+    if name.startswith("pad") or name.startswith("opad"):
+        return 0
+    return 1
+
+
+def _order_key(name: str) -> tuple:
+    for i, prefix in enumerate(ORDER):
+        if name == prefix or (len(prefix) > 1 and name.startswith(prefix) and prefix != "C"):
+            return (i, name)
+    return (len(ORDER), name)
+
+
+ORDER = ("G", "dil", "stride", "pad", "opad", "N", "C", "Cout", "Cg", "k", "L", "D", "H", "W")
+
+
+def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
+             budget_s: float = 2.0, step_timeout_ms: int = 500) -> dict | None:
+    """A model of the solver's assertions with values close to ``targets`` (default: the
+    preferred values: strides, dilations and groups 1, paddings 0, sizes 1).
+
+    Greedy: pin each symbol to its target where that stays satisfiable, then shrink the
+    distance of the others by binary search. Every step only adds constraints to a satisfiable
+    set, so the final model always satisfies the assertions. ``None`` when the assertions are
+    not satisfiable (or the first check is undecided).
+    """
+    deadline = time.monotonic() + budget_s
+    names = sorted(symbols, key=_order_key)
+    tgt = {n: (targets or {}).get(n, preferred_value(n)) for n in names}
+    if s.check() != z3.sat:
+        return None
+    model = s.model()
+    base = s.num_scopes()
+    s.set("timeout", step_timeout_ms)
+    try:
+        # bounded first: keeps models small and the later steps fast
+        for bound in (8, 64, 1024, 2**20):
+            s.push()
+            s.add(*[z3.And(symbols[n] >= -bound, symbols[n] <= bound) for n in names])
+            if s.check() == z3.sat:
+                model = s.model()
+                break
+            s.pop()
+        # pin as many symbols to their targets as possible: assume them all, and drop the
+        # least important member of each unsat core
+        lits = {n: z3.Bool(f"__pin_{n}") for n in names}
+        s.push()
+        s.add(*[z3.Implies(lits[n], symbols[n] == tgt[n]) for n in names])
+        active = list(names)
+        pinned: list = []
+        while active and time.monotonic() < deadline:
+            r = s.check(*[lits[n] for n in active])
+            if r == z3.sat:
+                model = s.model()
+                pinned = list(active)
+                break
+            if r != z3.sat and r != z3.unsat:
+                break
+            core = {str(c) for c in s.unsat_core()}
+            drop = [n for n in active if f"__pin_{n}" in core]
+            if not drop:
+                break
+            active.remove(drop[-1])  # the last in ORDER: sizes give way before parameters
+        s.pop()
+        for n in pinned:
+            s.push()
+            s.add(symbols[n] == tgt[n])
+        # where a target can't be met, stay on its side of 0 (dilation 2 rather than 0: both
+        # are "dilated", but torch's kernels refuse 0)
+        for n in names:
+            if n in pinned or tgt[n] < 1 or time.monotonic() > deadline:
+                continue
+            s.push()
+            s.add(symbols[n] >= 1)
+            if s.check() == z3.sat:
+                model = s.model()
+            else:
+                s.pop()
+        for n in names:
+            x = symbols[n]
+            cur = model.eval(x, model_completion=True).as_long()
+            lo, hi = 0, abs(cur - tgt[n])
+            while lo < hi and time.monotonic() < deadline:
+                mid = (lo + hi) // 2
+                s.push()
+                s.add(x - tgt[n] <= mid, tgt[n] - x <= mid)
+                if s.check() == z3.sat:
+                    model = s.model()
+                    hi = abs(model.eval(x, model_completion=True).as_long() - tgt[n])
+                    s.pop()
+                else:
+                    s.pop()
+                    lo = mid + 1
+            s.push()
+            s.add(x == model.eval(x, model_completion=True))
+        return {n: model.eval(symbols[n], model_completion=True).as_long() for n in names}
+    finally:
+        s.set("timeout", int(S.LIMITS.timeout_ms))
+        while s.num_scopes() > base:
+            s.pop()
+
+
+# --------------------------------------------------------------------------------------
+# Readable formulas
+
+_NEG = {z3.Z3_OP_LE: z3.Z3_OP_GT, z3.Z3_OP_LT: z3.Z3_OP_GE, z3.Z3_OP_GE: z3.Z3_OP_LT,
+        z3.Z3_OP_GT: z3.Z3_OP_LE, z3.Z3_OP_EQ: z3.Z3_OP_DISTINCT,
+        z3.Z3_OP_DISTINCT: z3.Z3_OP_EQ}
+_MK = {z3.Z3_OP_LE: lambda a, b: a <= b, z3.Z3_OP_LT: lambda a, b: a < b,
+       z3.Z3_OP_GE: lambda a, b: a >= b, z3.Z3_OP_GT: lambda a, b: a > b,
+       z3.Z3_OP_EQ: lambda a, b: a == b, z3.Z3_OP_DISTINCT: lambda a, b: a != b}
+
+
+def nnf(e: Any, neg: bool = False) -> Any:
+    """Negation normal form (comparisons absorb negations)."""
+    if z3.is_true(e) or z3.is_false(e):
+        return z3.BoolVal(z3.is_false(e) if neg else z3.is_true(e))
+    k = e.decl().kind() if z3.is_app(e) else None
+    if k == z3.Z3_OP_NOT:
+        return nnf(e.arg(0), not neg)
+    if k in (z3.Z3_OP_AND, z3.Z3_OP_OR):
+        args = [nnf(a, neg) for a in e.children()]
+        is_and = (k == z3.Z3_OP_AND) != neg
+        return z3.And(*args) if is_and else z3.Or(*args)
+    if k in _NEG and e.num_args() == 2 and e.arg(0).sort() == z3.IntSort():
+        op = _NEG[k] if neg else k
+        return _MK[op](e.arg(0), e.arg(1))
+    if k == z3.Z3_OP_EQ and e.arg(0).sort() == z3.BoolSort():
+        return z3.Not(e) if neg else e
+    return z3.Not(e) if neg else e
+
+
+def _flatten(e: Any, op: int) -> list:
+    if z3.is_app(e) and e.decl().kind() == op:
+        out = []
+        for a in e.children():
+            out.extend(_flatten(a, op))
+        return out
+    return [e]
+
+
+def nnf_conjuncts(e: Any) -> list:
+    out = []
+    seen = set()
+    for c in _flatten(nnf(e), z3.Z3_OP_AND):
+        if z3.is_true(c):
+            continue
+        if z3.is_app(c) and c.decl().kind() == z3.Z3_OP_OR:
+            ds = []
+            dseen = set()
+            for d in _flatten(c, z3.Z3_OP_OR):
+                if d.get_id() not in dseen:
+                    dseen.add(d.get_id())
+                    ds.append(d)
+            c = ds[0] if len(ds) == 1 else z3.Or(*ds)
+        if c.get_id() not in seen:
+            seen.add(c.get_id())
+            out.append(c)
+    return out
+
+
+def simplify_conjuncts(conjuncts: list, context: Sequence[Any], *, timeout_ms: int = 300,
+                       budget_s: float = 2.0) -> list:
+    """Drop conjuncts implied by the others and the context, and disjuncts that can't hold
+    there. Only checks that answer "unsat" remove anything."""
+    deadline = time.monotonic() + budget_s
+    s = new_solver(timeout_ms)
+    s.add(*context)
+    cur = list(conjuncts)
+    i = 0
+    while i < len(cur) and time.monotonic() < deadline:
+        others = cur[:i] + cur[i + 1:]
+        if s.check(*others, z3.Not(cur[i])) == z3.unsat:
+            cur.pop(i)
+            continue
+        c = cur[i]
+        if z3.is_app(c) and c.decl().kind() == z3.Z3_OP_OR:
+            ds = _flatten(c, z3.Z3_OP_OR)
+            keep = [d for d in ds if time.monotonic() > deadline
+                    or s.check(*others, d) != z3.unsat]
+            if keep and len(keep) < len(ds):
+                if len(keep) == 1:
+                    cur[i:i + 1] = nnf_conjuncts(keep[0])
+                    continue
+                cur[i] = z3.Or(*keep)
+        i += 1
+    return cur
+
+
+_OPS = {z3.Z3_OP_LE: "<=", z3.Z3_OP_LT: "<", z3.Z3_OP_GE: ">=", z3.Z3_OP_GT: ">",
+        z3.Z3_OP_EQ: "==", z3.Z3_OP_DISTINCT: "!="}
+_FLIP = {"<=": ">=", "<": ">", ">=": "<=", ">": "<", "==": "==", "!=": "!="}
+
+
+def _int_text(e: Any, prec: int = 0) -> str:
+    if z3.is_int_value(e):
+        v = e.as_long()
+        return f"({v})" if v < 0 and prec > 1 else str(v)
+    if z3.is_const(e):
+        return str(e)
+    k = e.decl().kind()
+    if k == z3.Z3_OP_ADD:
+        parts = []
+        for i, a in enumerate(e.children()):
+            t = _int_text(a, 1)
+            if i and t.startswith("-"):
+                parts.append(" - " + t[1:])
+            else:
+                parts.append((" + " if i else "") + t)
+        s = "".join(parts)
+        return f"({s})" if prec > 1 else s
+    if k == z3.Z3_OP_SUB:
+        s = " - ".join(_int_text(a, 2) for a in e.children())
+        return f"({s})" if prec > 1 else s
+    if k == z3.Z3_OP_MUL:
+        args = [a for a in e.children() if not (z3.is_int_value(a) and a.as_long() == 1)]
+        if not args:
+            return "1"
+        if len(args) >= 2 and z3.is_int_value(args[0]) and args[0].as_long() == -1:
+            return "-" + "*".join(_int_text(a, 2) for a in args[1:])
+        return "*".join(_int_text(a, 2) for a in args)
+    if k == z3.Z3_OP_UMINUS:
+        return "-" + _int_text(e.arg(0), 2)
+    if k == z3.Z3_OP_IDIV:
+        return f"{_int_text(e.arg(0), 2)} div {_int_text(e.arg(1), 2)}"
+    if k == z3.Z3_OP_MOD:
+        return f"{_int_text(e.arg(0), 2)} mod {_int_text(e.arg(1), 2)}"
+    if k == z3.Z3_OP_ITE:
+        c, a, b = e.children()
+        if z3.is_app(c) and c.num_args() == 2 and c.arg(0).eq(a) and c.arg(1).eq(b):
+            if c.decl().kind() == z3.Z3_OP_GE:
+                return f"max({_int_text(a)}, {_int_text(b)})"
+            if c.decl().kind() == z3.Z3_OP_LE:
+                return f"min({_int_text(a)}, {_int_text(b)})"
+        return f"({_int_text(a)} if {text(c)} else {_int_text(b)})"
+    return str(e)
+
+
+def text(e: Any) -> str:
+    """A boolean Z3 formula in user terms: ``N >= 16 and kH <= 16``."""
+    if z3.is_true(e):
+        return "true"
+    if z3.is_false(e):
+        return "false"
+    k = e.decl().kind() if z3.is_app(e) else None
+    if k == z3.Z3_OP_AND:
+        return " and ".join(_wrap(a) for a in e.children())
+    if k == z3.Z3_OP_OR:
+        return " or ".join(_wrap(a, in_or=True) for a in e.children())
+    if k == z3.Z3_OP_NOT:
+        return "not " + _wrap(e.arg(0))
+    if k in _OPS and e.num_args() == 2 and e.arg(0).sort() == z3.IntSort():
+        a, b = e.arg(0), e.arg(1)
+        op = _OPS[k]
+        if z3.is_int_value(a) and not z3.is_int_value(b):
+            a, b, op = b, a, _FLIP[op]
+        if z3.is_int_value(b):
+            v = b.as_long()
+            if op == "<":
+                op, v = "<=", v - 1
+            elif op == ">":
+                op, v = ">=", v + 1
+            return f"{_int_text(a)} {op} {v}"
+        return f"{_int_text(a)} {op} {_int_text(b)}"
+    if k == z3.Z3_OP_ITE:
+        return f"({text(e.arg(1))} if {text(e.arg(0))} else {text(e.arg(2))})"
+    return str(e)
+
+
+def _wrap(e: Any, in_or: bool = False) -> str:
+    t = text(e)
+    k = e.decl().kind() if z3.is_app(e) else None
+    if k == z3.Z3_OP_OR or (k == z3.Z3_OP_AND and in_or):
+        return f"({t})"
+    return t
+
+
+def named_atoms(conjuncts: list, spatial: Sequence[str]) -> list[str]:
+    """Texts of the conjuncts, with ``dilH == 1 and dilW == 1`` written ``not dilated`` (and
+    likewise strided, padded)."""
+    texts = [_wrap(c, in_or=True) for c in conjuncts]
+    names = {"dil": ("1", "not dilated"), "stride": ("1", "not strided"),
+             "pad": ("0", "not padded"), "opad": ("0", "no output padding")}
+    out = list(texts)
+    for prefix, (val, label) in names.items():
+        want = [f"{prefix}{x} == {val}" for x in spatial]
+        if all(w in out for w in want):
+            idx = min(out.index(w) for w in want)
+            out = [t for t in out if t not in want]
+            out.insert(idx, label)
+    return out

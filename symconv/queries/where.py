@@ -1,0 +1,277 @@
+"""Constraints on a query: ``"N<=8, H==W, dtype==float16, not mkldnn_enabled"``.
+
+Items are separated by commas (all must hold). An item is either
+
+* a categorical fact at the top level: ``dtype == float16``, ``device != cuda``,
+  ``input_mf == channels_last``, ``transposed``, ``not nnpack_enabled``, ``num_threads == 1``;
+* an integer formula over sizes and parameters: comparisons (chains allowed), ``and``, ``or``,
+  ``not``, ``+ - * // %`` and integer literals. Names: ``N, C, L | D, H, W`` (input),
+  ``Cout, Cg, kL | kD, kH, kW`` (weight: ``[Cout, Cg, k...]``, or ``[C, Cg, k...]`` when
+  transposed, where ``Cout`` means ``Cg*G``), ``strideH, padH, dilH, opadH`` (per spatial dim),
+  ``G`` (groups).
+
+A name that exists only for some numbers of dims (``D`` is 3-D only) restricts the query to them.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from typing import Any, Sequence
+
+import torch
+import z3
+
+from .space import FLAG_VARS, SPATIAL, Structure
+
+__all__ = ["Where", "WhereError", "parse_where", "INT_NAMES", "CATEGORICAL"]
+
+
+class WhereError(ValueError):
+    """A malformed or contradictory constraint."""
+
+
+_DTYPES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
+           "float64": torch.float64, "double": torch.float64, "float16": torch.float16,
+           "half": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16}
+_MFS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last,
+        "channels_last_3d": torch.channels_last_3d}
+_LAYOUTS = {"strided": torch.strided, "mkldnn": torch._mkldnn}
+_DEVICES = {"cpu": "cpu", "cuda": "cuda", "mps": "mps", "meta": "meta"}
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+# categorical name -> value parser
+CATEGORICAL = {
+    "dtype": _DTYPES, "device": _DEVICES, "layout": _LAYOUTS, "input_mf": _MFS,
+    "memory_format": _MFS, "weight_mf": _MFS, "requires_grad": _BOOLS, "transposed": _BOOLS,
+    "dims": {"1": 1, "2": 2, "3": 3},
+    "cudnn_depthwise_kernel": {"auto": "auto", "cudnn": "cudnn", "native": "native"},
+}
+for _f in FLAG_VARS:
+    if _f not in CATEGORICAL and _f != "num_threads":
+        CATEGORICAL[_f] = _BOOLS
+_ALIASES = {"memory_format": "input_mf"}
+_BOOL_NAMES = {k for k, v in CATEGORICAL.items() if v is _BOOLS}
+
+
+def _int_names() -> set:
+    out = {"N", "C", "Cout", "Cg", "G"}
+    for sp in SPATIAL.values():
+        for x in sp:
+            out |= {x, "k" + x, "stride" + x, "pad" + x, "dil" + x, "opad" + x}
+    return out
+
+
+INT_NAMES = frozenset(_int_names())
+
+
+@dataclasses.dataclass
+class Where:
+    text: str
+    restrict: dict            # categorical var -> tuple of allowed values
+    items: list               # integer constraints: (source text, ast node)
+    threads: list             # (op, value) constraints on num_threads
+
+    def names(self) -> set:
+        out = set()
+        for _, node in self.items:
+            out |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        return out
+
+    def applies_to(self, st: Structure) -> bool:
+        known = st.names()
+        return all(n in known for n in self.names())
+
+    def formula(self, st: Structure):
+        """The integer constraints as one Z3 term over the structure's symbols."""
+        names = st.names()
+        terms = [_to_z3(node, names) for _, node in self.items]
+        if not terms:
+            return z3.BoolVal(True)
+        return terms[0] if len(terms) == 1 else z3.And(*terms)
+
+    def thread_values(self, values: Sequence[int]) -> tuple:
+        out = []
+        for v in values:
+            if all(_cmp(op, v, x) for op, x in self.threads):
+                out.append(v)
+        return tuple(out)
+
+    def __bool__(self) -> bool:
+        return bool(self.restrict or self.items or self.threads)
+
+
+def _cmp(op, a, b) -> bool:
+    return {ast.Eq: a == b, ast.NotEq: a != b, ast.Lt: a < b, ast.LtE: a <= b, ast.Gt: a > b,
+            ast.GtE: a >= b}[type(op)]
+
+
+def _split(text: str) -> list[str]:
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return [x.strip() for x in out if x.strip()]
+
+
+def parse_where(where: str | Sequence[str] | None) -> Where:
+    """Parse constraints; raises :class:`WhereError` naming the bad item."""
+    if where is None:
+        return Where("", {}, [], [])
+    texts = [where] if isinstance(where, str) else list(where)
+    items: list = []
+    for t in texts:
+        items.extend(_split(str(t)))
+    restrict: dict = {}
+    ints: list = []
+    threads: list = []
+    for item in items:
+        try:
+            node = ast.parse(item, mode="eval").body
+        except SyntaxError:
+            raise WhereError(f"cannot parse {item!r}") from None
+        cat = _categorical(node, item)
+        if cat is not None:
+            name, allowed = cat
+            if name == "num_threads":
+                threads.extend(allowed)
+                continue
+            prev = restrict.get(name)
+            restrict[name] = tuple(v for v in allowed if prev is None or v in prev)
+            if not restrict[name]:
+                raise WhereError(f"the constraints contradict each other: nothing satisfies "
+                                 f"every constraint on {name}")
+            continue
+        _check_int(node, item)
+        ints.append((item, node))
+    text = ", ".join(items)
+    return Where(text, restrict, ints, threads)
+
+
+def _value(node: ast.AST, name: str, item: str) -> Any:
+    table = CATEGORICAL[name]
+    if isinstance(node, ast.Name):
+        key = node.id
+    elif isinstance(node, ast.Constant) and isinstance(node.value, (bool, int, str)):
+        key = str(node.value)
+    elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+            node.value.id == "torch":
+        key = node.attr
+    else:
+        raise WhereError(f"{item!r}: expected a value of {name}")
+    k = key.lower() if table is _BOOLS else key
+    if k not in table:
+        raise WhereError(f"{item!r}: unknown {name} {key!r}; expected one of: "
+                         + ", ".join(dict.fromkeys(table)))
+    return table[k]
+
+
+def _all_values(name: str) -> list:
+    return list(dict.fromkeys(CATEGORICAL[name].values()))
+
+
+def _categorical(node: ast.AST, item: str):
+    """``(var, allowed values)`` for a top-level categorical item, else ``None``."""
+    if isinstance(node, ast.Name) and node.id in _BOOL_NAMES:
+        return _ALIASES.get(node.id, node.id), (True,)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not) and \
+            isinstance(node.operand, ast.Name) and node.operand.id in _BOOL_NAMES:
+        return node.operand.id, (False,)
+    if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name):
+        name = node.left.id
+        if name == "num_threads":
+            out = []
+            for op, comp in zip(node.ops, node.comparators):
+                if not (isinstance(comp, ast.Constant) and type(comp.value) is int):
+                    raise WhereError(f"{item!r}: num_threads is compared with an integer")
+                out.append((op, comp.value))
+            return "num_threads", out
+        if name in CATEGORICAL:
+            if len(node.ops) != 1:
+                raise WhereError(f"{item!r}: one comparison per categorical fact")
+            op, comp = node.ops[0], node.comparators[0]
+            if isinstance(op, (ast.In, ast.NotIn)):
+                if not isinstance(comp, (ast.Tuple, ast.List, ast.Set)):
+                    raise WhereError(f"{item!r}: 'in' needs a list of values")
+                vals = [_value(e, name, item) for e in comp.elts]
+                allowed = vals if isinstance(op, ast.In) else \
+                    [v for v in _all_values(name) if v not in vals]
+            elif isinstance(op, (ast.Eq, ast.NotEq)):
+                v = _value(comp, name, item)
+                allowed = [v] if isinstance(op, ast.Eq) else \
+                    [x for x in _all_values(name) if x != v]
+            else:
+                raise WhereError(f"{item!r}: {name} is compared with ==, != or in")
+            return _ALIASES.get(name, name), tuple(allowed)
+    return None
+
+
+_ALLOWED = (ast.Compare, ast.BoolOp, ast.UnaryOp, ast.BinOp, ast.Name, ast.Constant, ast.And,
+            ast.Or, ast.Not, ast.USub, ast.UAdd, ast.Add, ast.Sub, ast.Mult, ast.FloorDiv,
+            ast.Mod, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Load)
+
+
+def _check_int(node: ast.AST, item: str) -> None:
+    for n in ast.walk(node):
+        if not isinstance(n, _ALLOWED):
+            raise WhereError(f"{item!r}: {type(n).__name__} is not allowed (use comparisons, "
+                             "and/or/not, + - * // % and integers)")
+        if isinstance(n, ast.Name):
+            if n.id in CATEGORICAL or n.id == "num_threads":
+                raise WhereError(f"{item!r}: {n.id} is a categorical fact; constrain it on its "
+                                 f"own, e.g. '{n.id} == ...'")
+            if n.id not in INT_NAMES:
+                raise WhereError(f"{item!r}: unknown name {n.id!r}; sizes and parameters are "
+                                 + ", ".join(sorted(INT_NAMES)))
+        if isinstance(n, ast.Constant) and type(n.value) is not int:
+            raise WhereError(f"{item!r}: only integer literals are allowed, got {n.value!r}")
+    if not isinstance(node, (ast.Compare, ast.BoolOp)) and not (
+            isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)):
+        raise WhereError(f"{item!r} is not a condition (compare it, e.g. 'N <= 8')")
+
+
+def _to_z3(node: ast.AST, names: dict):
+    if isinstance(node, ast.Constant):
+        return z3.IntVal(node.value)
+    if isinstance(node, ast.Name):
+        return names[node.id]
+    if isinstance(node, ast.UnaryOp):
+        v = _to_z3(node.operand, names)
+        if isinstance(node.op, ast.Not):
+            return z3.Not(v)
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.BinOp):
+        a, b = _to_z3(node.left, names), _to_z3(node.right, names)
+        op = type(node.op)
+        if op is ast.Add:
+            return a + b
+        if op is ast.Sub:
+            return a - b
+        if op is ast.Mult:
+            return a * b
+        if op is ast.FloorDiv:  # Python floor division
+            return z3.If(b > 0, a / b, (-a) / (-b))
+        return a - b * z3.If(b > 0, a / b, (-a) / (-b))
+    if isinstance(node, ast.BoolOp):
+        vals = [_to_z3(v, names) for v in node.values]
+        return z3.And(*vals) if isinstance(node.op, ast.And) else z3.Or(*vals)
+    if isinstance(node, ast.Compare):
+        terms = []
+        left = _to_z3(node.left, names)
+        for op, comp in zip(node.ops, node.comparators):
+            right = _to_z3(comp, names)
+            terms.append({ast.Eq: left == right, ast.NotEq: left != right, ast.Lt: left < right,
+                          ast.LtE: left <= right, ast.Gt: left > right,
+                          ast.GtE: left >= right}[type(op)])
+            left = right
+        return terms[0] if len(terms) == 1 else z3.And(*terms)
+    raise WhereError(f"unsupported expression {ast.dump(node)}")  # pragma: no cover
