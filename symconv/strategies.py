@@ -259,19 +259,17 @@ def conv_args(draw, backend: ConvBackend | str | None = None, *,
     if not st_.transposed:
         targets["C"] = targets["Cg"] * targets["G"]
     use_bias = draw(st.booleans(), label="bias") if bias is None else bool(bias)
-    s = q.solver(st_)
+    # a fresh solver per draw: the same draws give the same call (hypothesis replays them)
+    s = solve.new_solver()
     s.push()
     error = None
     try:
         if valid:
-            s.add(leaf.formula)
+            s.add(st_.valid, q.where_formula(st_), leaf.formula)
         else:
             # a call that fails the i-th shape check (and passes the ones before it)
             checks = st_.checks
             i = draw(st.integers(0, len(checks) - 1), label="failing check")
-            s.pop()  # the shared solver asserts validity: use a fresh one
-            s = solve.new_solver()
-            s.push()
             import symconv.domain as D
             nonneg = [st_.symbols[n] >= 0 for n in st_.sizes]
             s.add(*nonneg, *[D.to_z3(c.cond) for c in checks[:i]], z3.Not(D.to_z3(checks[i].cond)))
@@ -286,7 +284,7 @@ def conv_args(draw, backend: ConvBackend | str | None = None, *,
                         i = j
                         break
             error = checks[i].name
-        values = solve.minimise(s, st_.symbols, targets=targets, budget_s=1.0)
+        values = solve.minimise(s, st_.symbols, targets=targets)
     finally:
         s.pop()
     if values is None:  # pragma: no cover - the leaf was checked satisfiable

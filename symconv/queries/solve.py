@@ -57,15 +57,20 @@ def _order_key(name: str) -> tuple:
 ORDER = ("G", "dil", "stride", "pad", "opad", "N", "C", "Cout", "Cg", "k", "L", "D", "H", "W")
 
 
+STEP_RLIMIT = 5_000_000  # Z3 resource units per search step (deterministic, unlike time)
+
+
 def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
-             budget_s: float = 2.0, step_timeout_ms: int = 500) -> dict | None:
+             budget_s: float = 60.0, step_rlimit: int = STEP_RLIMIT) -> dict | None:
     """A model of the solver's assertions with values close to ``targets`` (default: the
     preferred values: strides, dilations and groups 1, paddings 0, sizes 1).
 
     Greedy: pin each symbol to its target where that stays satisfiable, then shrink the
     distance of the others by binary search. Every step only adds constraints to a satisfiable
     set, so the final model always satisfies the assertions. ``None`` when the assertions are
-    not satisfiable (or the first check is undecided).
+    not satisfiable (or the first check is undecided). Steps are bounded by Z3's resource
+    limit, not by time, so the answer does not depend on the machine's load (``budget_s`` is
+    only a safety net).
     """
     deadline = time.monotonic() + budget_s
     names = sorted(symbols, key=_order_key)
@@ -74,7 +79,7 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
         return None
     model = s.model()
     base = s.num_scopes()
-    s.set("timeout", step_timeout_ms)
+    s.set("rlimit", int(step_rlimit))
     try:
         # bounded first: keeps models small and the later steps fast
         for bound in (8, 64, 1024, 2**20):
@@ -138,7 +143,7 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
             s.add(x == model.eval(x, model_completion=True))
         return {n: model.eval(symbols[n], model_completion=True).as_long() for n in names}
     finally:
-        s.set("timeout", int(S.LIMITS.timeout_ms))
+        s.set("rlimit", 0)
         while s.num_scopes() > base:
             s.pop()
 
