@@ -287,7 +287,7 @@ def reach(backend: ConvBackend | str, *, env: Environment | str | None = None,
         s.push()
         try:
             s.add(item.formula)
-            v, why = solve.verdict(s)
+            v, why = solve.verdict_small_first(s, item.structure.symbols.values())
             if v == "sat":
                 values = solve.minimise(s, item.structure.symbols)
                 if values is None:  # pragma: no cover - the first check just said sat

@@ -36,6 +36,23 @@ def verdict(s: z3.Solver, *assumptions) -> tuple[str, str]:
                       f"{S.LIMITS.memory_mb} MB per query)"
 
 
+def verdict_small_first(s: z3.Solver, symbols, bound: int = 64) -> tuple[str, str]:
+    """Like :func:`verdict`, trying small values first: a model with every symbol in
+    ``[-bound, bound]`` is a model (often found much faster); otherwise the unbounded check
+    decides."""
+    s.push()
+    try:
+        s.add(*[z3.And(x >= -bound, x <= bound) for x in symbols])
+        s.set("rlimit", STEP_RLIMIT)
+        small = s.check()
+    finally:
+        s.set("rlimit", 0)
+        s.pop()
+    if small == z3.sat:
+        return "sat", ""
+    return verdict(s)
+
+
 # --------------------------------------------------------------------------------------
 # Small witnesses
 
@@ -75,10 +92,8 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
     deadline = time.monotonic() + budget_s
     names = sorted(symbols, key=_order_key)
     tgt = {n: (targets or {}).get(n, preferred_value(n)) for n in names}
-    if s.check() != z3.sat:
-        return None
-    model = s.model()
     base = s.num_scopes()
+    model = None
     s.set("rlimit", int(step_rlimit))
     try:
         # bounded first: keeps models small and the later steps fast
@@ -89,6 +104,12 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
                 model = s.model()
                 break
             s.pop()
+        if model is None:
+            s.set("rlimit", 0)
+            if s.check() != z3.sat:
+                return None
+            model = s.model()
+            s.set("rlimit", int(step_rlimit))
         # pin as many symbols to their targets as possible: assume them all, and drop the
         # least important member of each unsat core
         lits = {n: z3.Bool(f"__pin_{n}") for n in names}

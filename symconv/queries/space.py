@@ -647,6 +647,13 @@ def _cached_structure(env: Environment, dims: int, transposed: bool) -> Structur
 _SPACE_CACHE: dict = {}
 
 
+def clear_caches() -> None:
+    """Forget every cached structure, condition value and space (for cold measurements)."""
+    _STRUCT_CACHE.clear()
+    _SHARED.clear()
+    _SPACE_CACHE.clear()
+
+
 def space(env: Environment, *, dims: Sequence[int] | None = None, restrict: dict | None = None,
           vary_flags: bool = True) -> Space:
     """A (cached) :class:`Space`: condition evaluations are memoised across queries."""
