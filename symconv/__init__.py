@@ -20,3 +20,8 @@ __version__ = "0.1.0"
 __all__ = ["ConvBackend", "ConvError", "ConvShapeError", "Environment", "PRESETS", "preset",
            "TensorSpec", "select_conv_backend", "convolution_output_shape",
            "determine_backend_memory_format", "SymbolicSelection", "SymbolicShape", "__version__"]
+
+# The queries sit on top of the rules (nothing below imports them).
+from .queries import explain, reach  # noqa: E402
+
+__all__ += ["reach", "explain"]
