@@ -151,6 +151,10 @@ def test_cuda_witnesses_match_the_recording():
     # every backend of the preset is covered: reachable with a recorded witness, or proved not
     covered = {w["backend"] for w in rec["witnesses"]} | set(rec["unreachable"])
     assert covered == {b.name for b in ConvBackend}
+    # and reach() reports the recorded replay
+    r = reach("CudaDepthwise2d", env="cuda-h100")
+    assert r.validation.status == "recorded" and r.validated
+    assert "NVIDIA H100" in r.validation.message
 
 
 def test_recorded_cuda_calls_replay_through_symconv():

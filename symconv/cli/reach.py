@@ -108,8 +108,8 @@ def _table(args, dims, where) -> int:
                 raise CLIError("--where", str(e)) from None
             if r.verdict == "reachable":
                 v = r.validation.status if r.validation else "not-validated"
-                cell = {"validated": "yes, torch", "not-validated": "yes",
-                        "mismatch": "MISMATCH"}[v]
+                cell = {"validated": "yes, torch", "recorded": "yes, GPU",
+                        "not-validated": "yes", "mismatch": "MISMATCH"}[v]
                 if v == "mismatch":
                     status = 1
             elif r.verdict == "unreachable":
@@ -125,13 +125,15 @@ def _table(args, dims, where) -> int:
     if args.json:
         emit_json({"presets": presets, "rows": {b.name: row for b, row in rows}})
         return status
-    w0 = max(len(b.name) for b, _ in rows)
+    w0 = max([len("backend")] + [len(b.name) for b, _ in rows])
     widths = {p: max(len(p), max(len(row[p]["cell"]) for _, row in rows)) for p in presets}
     sys.stdout.write(f"{'backend':<{w0}}  " + "  ".join(f"{p:<{widths[p]}}" for p in presets)
                      + "\n")
     for b, row in rows:
         sys.stdout.write(f"{b.name:<{w0}}  " + "  ".join(f"{row[p]['cell']:<{widths[p]}}"
                                                        for p in presets) + "\n")
-    sys.stdout.write("yes, torch = reachable, witness replayed on this torch; yes = reachable "
-                     "(another build: not replayable here); no (proof) = proved unreachable\n")
+    sys.stdout.write("yes, torch = reachable, witness replayed on this torch; yes, GPU = "
+                     "witness replayed on the GPU machine (tests/data/cuda_witnesses.json); yes "
+                     "= reachable (another build: not replayable here); no (proof) = proved "
+                     "unreachable\n")
     return status

@@ -17,7 +17,7 @@ from . import pretty, solve
 from .space import (FLAG_VARS, Leaf, Pruned, Space, Structure, assignment_text, fact_text,
                     space, value_name)
 from .where import Where, WhereError, parse_where
-from .witness import Validation, Witness, env_name, replay
+from .witness import Validation, Witness, env_name, recorded, replay
 
 __all__ = ["reach", "ReachResult", "resolve_env", "resolve_backend", "Query", "env_summary"]
 
@@ -190,7 +190,9 @@ class ReachResult:
 
     @property
     def validated(self) -> bool:
-        return self.validation is not None and self.validation.status == "validated"
+        """Torch confirmed the witness: here, or on the preset's machine (recorded)."""
+        return self.validation is not None and self.validation.status in ("validated",
+                                                                          "recorded")
 
     def region(self) -> list[RegionPart]:
         """The calls (valid ones) that reach the backend, as a disjunction of parts, each a
@@ -309,6 +311,8 @@ def reach(backend: ConvBackend | str, *, env: Environment | str | None = None,
         res.proof = _proof(q, b, targets, pruned, unsat)
     elif validate:
         res.validation = replay(res.witness)
+        if res.validation.status == "not-validated":
+            res.validation = recorded(res.witness) or res.validation
     res.seconds = time.perf_counter() - t0
     return res
 

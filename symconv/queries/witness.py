@@ -285,7 +285,7 @@ def build_tensor(t: dict) -> torch.Tensor:
 
 @dataclasses.dataclass
 class Validation:
-    status: str          # "validated" | "mismatch" | "not-validated"
+    status: str          # "validated" | "recorded" | "mismatch" | "not-validated"
     message: str
     torch_backend: str | None = None
     torch_version: str = torch.__version__
@@ -339,3 +339,36 @@ def replay(w: Witness) -> Validation:
                           f"torch._C._select_conv_backend returned {got.name}", got.name)
     return Validation("mismatch", f"MISMATCH: torch {torch.__version__} chose {got.name}, "
                       f"symconv's rules say {w.backend.name}", got.name)
+
+
+# Witnesses replayed on a GPU machine (tools/validate_cuda_witnesses.py), in a source checkout.
+RECORDINGS = {"cuda-h100": "tests/data/cuda_witnesses.json"}
+
+
+def recorded(w: Witness) -> Validation | None:
+    """The recorded replay of this very witness on the preset's machine, if the recording is
+    at hand (a source checkout) and holds it."""
+    import json
+    import pathlib
+    name = env_name(w.env)
+    rel = RECORDINGS.get(name)
+    if rel is None:
+        return None
+    path = pathlib.Path(__file__).resolve().parents[2] / rel
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    call = w.to_json()
+    for item in data.get("witnesses", []):
+        if item.get("call") == call and "torch" in item:
+            got = item["torch"].get("backend")
+            on = data.get("recorded_on", {})
+            where = f"{on.get('device_name')}, torch {on.get('torch_version')}, cuDNN " \
+                    f"{on.get('cudnn_version')}"
+            if got == w.backend.name:
+                return Validation("recorded", f"validated on the GPU machine ({where}): "
+                                  f"recorded in {rel}", got, on.get("torch_version", ""))
+            return Validation("mismatch", f"MISMATCH recorded on the GPU machine ({where}): "
+                              f"torch chose {got}", got, on.get("torch_version", ""))
+    return None
