@@ -14,12 +14,22 @@ from .backends import ConvBackend
 from .env import PRESETS, Environment, preset
 from .errors import ConvError, ConvShapeError
 from .spec import TensorSpec
+from .lowering import convolution, convolution_backward
 
 __version__ = "0.1.0"
 
 __all__ = ["ConvBackend", "ConvError", "ConvShapeError", "Environment", "PRESETS", "preset",
            "TensorSpec", "select_conv_backend", "convolution_output_shape",
            "determine_backend_memory_format", "SymbolicSelection", "SymbolicShape", "__version__"]
+__all__ += ["convolution", "convolution_backward", "nn"]
+
+
+def __getattr__(name):
+    # symconv.nn imports torch._dynamo (for torch.compile support): only when first used.
+    if name == "nn":
+        import importlib
+        return importlib.import_module(".nn", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # The queries sit on top of the rules (nothing below imports them).
 from .queries import explain, reach  # noqa: E402

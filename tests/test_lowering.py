@@ -1,0 +1,689 @@
+"""symconv.convolution / convolution_backward / the double backward against torch.
+
+Kernels run in a worker subprocess (``LoweringWorker``): torch can crash on valid input, and a
+crash must not take the test run down. A case is a JSON-able dict; the worker builds seeded
+tensors, runs ``torch.nn.functional.conv*`` (and autograd) as the reference and
+``symconv.convolution`` with symconv's selection and with every backend that symconv accepts
+as forced for the arguments, and compares: forward output, gradients through autograd (which
+run ``symconv.convolution_backward``), ``convolution_backward`` called directly, and for some
+cases the double backward. Errors must agree (type and first line).
+
+Tolerance: float64 references; symconv's error may be at most 4x torch's own error (plus a
+dtype epsilon scaled by the output's magnitude). When symconv runs the kernel torch selects,
+the results are also counted as bitwise identical or not.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import gzip
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symconv
+from symconv import ConvBackend, ConvError
+from symconv import lowering as L
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
+EPS = {torch.float32: 1.2e-7, torch.float64: 2.3e-16, torch.bfloat16: 7.9e-3,
+       torch.float16: 9.8e-4}
+MF = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last,
+      "channels_last_3d": torch.channels_last_3d}
+# Every backend this CPU build can reach (MkldnnEmpty needs an MKLDNN-layout input).
+CPU_BACKENDS = ["Slow2d", "SlowDilated2d", "SlowDilated3d", "SlowTranspose2d", "SlowTranspose3d",
+                "Slow3d", "Mkldnn", "MkldnnTranspose", "NnpackSpatial", "Empty", "MkldnnEmpty"]
+
+
+# ======================================================================================
+# The worker side
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e)
+    return s.splitlines()[0] if s else ""
+
+
+def _err(e: BaseException) -> dict:
+    name = type(e).__name__
+    if isinstance(e, RuntimeError):
+        name = "RuntimeError"  # ConvError / ConvShapeError are torch's RuntimeError
+    return {"type": name, "message": _first_line(e)}
+
+
+@contextlib.contextmanager
+def _flags(f: dict):
+    old = torch.get_num_threads()
+    with contextlib.ExitStack() as es:
+        es.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        es.enter_context(torch.backends.mkldnn.flags(enabled=f.get("mkldnn", True)))
+        es.enter_context(torch.backends.nnpack.flags(enabled=f.get("nnpack", True)))
+        torch.set_num_threads(f.get("threads", 1))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
+
+def _build(spec: dict | None, gen: torch.Generator, requires_grad: bool):
+    if spec is None:
+        return None
+    dtype = DTYPES[spec.get("dtype", "float32")]
+    t = torch.rand(spec["shape"], generator=gen, dtype=torch.float64) * 2 - 1
+    t = t.to(dtype)
+    mf = spec.get("memory_format", "contiguous")
+    if mf != "contiguous":
+        t = t.contiguous(memory_format=MF[mf])
+    if spec.get("transpose_last2"):  # non-contiguous: strides of a transposed copy
+        t = t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    if spec.get("mkldnn"):
+        return t.to_mkldnn()
+    return t.requires_grad_(requires_grad)
+
+
+def _reference(case: dict, x, w, b):
+    F = torch.nn.functional
+    nd = len(case["weight"]["shape"]) - 2
+    s, p, d, g = case["stride"], case["padding"], case["dilation"], case["groups"]
+    if case["transposed"]:
+        fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[nd]
+        return fn(x, w, b, s, p, case["output_padding"], g, d)
+    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
+    return fn(x, w, b, s, p, d, g)
+
+
+def _symconv(case: dict, x, w, b, backend):
+    return symconv.convolution(x, w, b, case["stride"], case["padding"], case["dilation"],
+                               case["transposed"], case["output_padding"], case["groups"],
+                               backend=backend)
+
+
+def _compare(got, want, truth, dtype) -> tuple[bool, float, float]:
+    """(ok, symconv's error, torch's error) against the float64 truth."""
+    if got is None or want is None:
+        return (got is None) == (want is None), 0.0, 0.0
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return False, float("inf"), 0.0
+    if got.numel() == 0:
+        return True, 0.0, 0.0
+    g, t = got.detach().double(), truth.detach().double()
+    err = (g - t).abs().max().item()
+    err_torch = (want.detach().double() - t).abs().max().item()
+    scale = max(1.0, t.abs().max().item())
+    bound = 4 * err_torch + 16 * EPS[dtype] * scale
+    return err <= bound, err, err_torch
+
+
+def _grads(out, inputs, go, create_graph=False):
+    idx = [i for i, t in enumerate(inputs) if t is not None and t.requires_grad]
+    got = torch.autograd.grad(out, [inputs[i] for i in idx], go, create_graph=create_graph,
+                              allow_unused=True)
+    res = [None] * len(inputs)
+    for i, g in zip(idx, got):
+        res[i] = g
+    return res
+
+
+def run_case(case: dict) -> dict:
+    """Run one case (in the worker). See the module docstring."""
+    gen = torch.Generator().manual_seed(case.get("seed", 0))
+    backward = case.get("backward", True) and not case["input"].get("mkldnn")
+    dtype = DTYPES[case["input"].get("dtype", "float32")]
+    with _flags(case.get("flags", {})):
+        x = _build(case["input"], gen, backward)
+        w = _build(case["weight"], gen, backward)
+        b = _build(case.get("bias"), gen, backward)
+        out = {"runs": []}
+        try:
+            torch_sel = ConvBackend.from_torch(torch._C._select_conv_backend(
+                x, w, b, case["stride"], case["padding"], case["dilation"], case["transposed"],
+                case["output_padding"], case["groups"])).name
+        except Exception as e:  # noqa: BLE001
+            torch_sel = "error"
+        out["torch_selected"] = torch_sel
+        try:
+            ref = _reference(case, x, w, b)
+        except Exception as e:  # noqa: BLE001 - torch's answer
+            ref, ref_err = None, _err(e)
+        if ref is None:
+            try:
+                _symconv(case, x, w, b, None)
+                out["runs"].append({"backend": None, "ok": False, "why": "symconv ran, torch "
+                                    f"raised {ref_err}"})
+            except Exception as e:  # noqa: BLE001
+                mine = _err(e)
+                out["runs"].append({"backend": "error", "ok": mine == ref_err,
+                                    "why": f"torch {ref_err} symconv {mine}"})
+            return out
+        # float64 truth for the comparisons
+        if x.layout == torch.strided:
+            x64, w64 = x.detach().double(), w.detach().double()
+            b64 = None if b is None else b.detach().double()
+            try:
+                truth = _reference(case, x64, w64, b64)
+            except RuntimeError:  # e.g. float64 takes the slow kernel, which refuses an
+                truth = ref.detach().double()  # empty output that oneDNN accepts
+        else:
+            x64 = w64 = b64 = None
+            truth = ref.to_dense().double() if ref.layout != torch.strided else ref.double()
+        go = torch.rand(ref.shape, generator=gen, dtype=torch.float64).to(dtype) * 2 - 1 \
+            if backward else None
+        if backward:
+            ref_grads = _grads(ref, [x, w, b], go)
+            x64r, w64r = x64.requires_grad_(), w64.requires_grad_()
+            b64r = None if b64 is None else b64.requires_grad_()
+            try:
+                truth_grads = _grads(_reference(case, x64r, w64r, b64r), [x64r, w64r, b64r],
+                                     go.double())
+            except RuntimeError:
+                truth_grads = [None if g is None else g.double() for g in ref_grads]
+        candidates = [None] + (case.get("force") or [])
+        for be in candidates:
+            run = {"backend": None, "forced": be is not None}
+            try:
+                pl = L.plan(x, w, b, case["stride"], case["padding"], case["dilation"],
+                            case["transposed"], case["output_padding"], case["groups"],
+                            backend=be)
+            except ConvError as e:
+                if be is None:
+                    run.update(ok=False, why=f"plan raised {_err(e)} but torch ran")
+                    out["runs"].append(run)
+                continue  # not accepted as forced: nothing to run
+            run["backend"] = pl.backend.name
+            if be is None:
+                out["selected"] = pl.backend.name
+            try:
+                got = _symconv(case, x, w, b, be)
+            except Exception as e:  # noqa: BLE001
+                run.update(ok=False, why=f"symconv forward raised {_err(e)}")
+                out["runs"].append(run)
+                continue
+            if got.layout != torch.strided:
+                ok = got.layout == ref.layout and got.shape == ref.shape
+                run.update(ok=ok, fwd_err=0.0, identical=ok)
+                out["runs"].append(run)
+                continue
+            ok, err, err_t = _compare(got, ref, truth, dtype)
+            run.update(ok=ok, fwd_err=err, torch_err=err_t,
+                       identical=bool(torch.equal(got, ref)) if got.shape == ref.shape else False)
+            if not ok:
+                run["why"] = f"forward error {err:.3g} vs torch's {err_t:.3g}"
+            if backward and ok:
+                try:
+                    sg = _grads(got, [x, w, b], go)
+                    direct = symconv.convolution_backward(
+                        go, x, w, None if b is None else list(b.shape), case["stride"],
+                        case["padding"], case["dilation"], case["transposed"],
+                        case["output_padding"], case["groups"], [True, True, b is not None],
+                        backend=be)
+                except Exception as e:  # noqa: BLE001
+                    run.update(ok=False, why=f"symconv backward raised {_err(e)}")
+                    out["runs"].append(run)
+                    continue
+                for name, a, c, d, t in zip("iwb", sg, ref_grads, direct, truth_grads):
+                    ok1, e1, et = _compare(a, c, t, dtype)
+                    ok2, e2, _ = _compare(d, c, t, dtype)
+                    if not (ok1 and ok2):
+                        run.update(ok=False, why=f"grad {name}: autograd {e1:.3g}, direct "
+                                   f"{e2:.3g} vs torch's {et:.3g}")
+                        break
+                    run.setdefault("bwd_identical", True)
+                    if a is not None and not torch.equal(a, c):
+                        run["bwd_identical"] = False
+                run["bwd"] = True
+            if backward and run["ok"] and case.get("double"):
+                ran, why = _double_backward(case, x, w, b, be, go, gen)
+                if why:
+                    run.update(ok=False, why=why)
+                run["double"] = ran
+            out["runs"].append(run)
+    return out
+
+
+def _double_backward(case, x, w, b, be, go, gen) -> tuple[bool, str | None]:
+    """Second derivatives through symconv (convolution_double_backward) vs torch, float64.
+    A forced backend that does not take float64 is skipped."""
+    x64 = x.detach().double().requires_grad_()
+    w64 = w.detach().double().requires_grad_()
+    b64 = None if b is None else b.detach().double().requires_grad_()
+    go64 = go.detach().double().requires_grad_()
+    if be is not None:
+        try:
+            L.plan(x64, w64, b64, case["stride"], case["padding"], case["dilation"],
+                   case["transposed"], case["output_padding"], case["groups"], backend=be)
+        except ConvError:
+            return False, None
+    ins = [x64, w64, b64, go64]
+    res = {}
+    for name, fn in (("torch", lambda: _reference(case, x64, w64, b64)),
+                     ("symconv", lambda: _symconv(case, x64, w64, b64, be))):
+        out = fn()
+        g = _grads(out, [x64, w64, b64], go64, create_graph=True)
+        vs = [torch.rand(t.shape, generator=torch.Generator().manual_seed(7 + i),
+                         dtype=torch.float64) if t is not None else None
+              for i, t in enumerate(g)]
+        s = sum((gi * v).sum() for gi, v in zip(g, vs) if gi is not None)
+        res[name] = _grads(s, ins, None) if s.requires_grad else [None] * 4
+    for name, a, c in zip(("input", "weight", "bias", "grad_output"), res["symconv"],
+                          res["torch"]):
+        if (a is None) != (c is None) and not (
+                (a is None and c is not None and not c.any()) or
+                (c is None and a is not None and not a.any())):
+            return True, f"double backward {name}: one side is None"
+        if a is not None and c is not None:
+            err = (a - c).abs().max().item() if a.numel() else 0.0
+            if err > 1e-8 * max(1.0, c.abs().max().item() if c.numel() else 1.0):
+                return True, f"double backward {name}: error {err:.3g}"
+    return True, None
+
+
+def _serve() -> None:  # pragma: no cover - runs in the worker
+    for line in sys.stdin:
+        case = json.loads(line)
+        try:
+            res = run_case(case)
+        except Exception as e:  # noqa: BLE001 - report, keep serving
+            res = {"worker_error": f"{type(e).__name__}: {_first_line(e)}"}
+        sys.stdout.write(json.dumps(res) + "\n")
+        sys.stdout.flush()
+
+
+class LoweringWorker:
+    """A subprocess that runs cases; restarted when torch crashes (a crash is reported)."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def _start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-c", "import tests.test_lowering as t; t._serve()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+    def run(self, case: dict) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        assert self.proc and self.proc.stdin and self.proc.stdout
+        try:
+            self.proc.stdin.write(json.dumps(case) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            code = self.proc.wait()
+            self.proc = None
+            return {"crash": code}
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()  # type: ignore[union-attr]
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def worker():
+    w = LoweringWorker()
+    yield w
+    w.close()
+
+
+# ======================================================================================
+# Cases
+
+STATS: dict = collections.defaultdict(collections.Counter)
+
+
+def _record(res: dict) -> None:
+    for run in res.get("runs", []):
+        key = (run.get("backend") or "error") + (" (forced)" if run.get("forced") else "")
+        STATS[key]["runs"] += 1
+        STATS[key]["agree"] += bool(run.get("ok"))
+        STATS[key]["identical"] += bool(run.get("identical"))
+        STATS[key]["backward"] += bool(run.get("bwd"))
+        STATS[key]["double"] += bool(run.get("double"))
+
+
+def _assert_ok(case: dict, res: dict) -> None:
+    assert "crash" not in res, f"worker crashed ({res['crash']}) on {case}"
+    assert "worker_error" not in res, f"{res['worker_error']} on {case}"
+    _record(res)
+    bad = [r for r in res["runs"] if not r.get("ok")]
+    assert not bad, f"{bad} on {json.dumps(case)}"
+    if res.get("selected") and res.get("torch_selected") not in (None, "error"):
+        assert res["selected"] == res["torch_selected"], (res, case)
+
+
+def _t(shape, dtype="float32", mf="contiguous", **kw) -> dict:
+    return {"shape": list(shape), "dtype": dtype, "memory_format": mf, **kw}
+
+
+def _case(inp, wgt, bias=None, stride=1, padding=0, dilation=1, transposed=False,
+          output_padding=0, groups=1, flags=None, force=None, seed=0, double=False) -> dict:
+    nd = len(wgt["shape"]) - 2
+    ex = (lambda v: list(v) if isinstance(v, (list, tuple)) else [v] * nd)
+    return {"input": inp, "weight": wgt, "bias": bias, "stride": ex(stride),
+            "padding": ex(padding), "dilation": ex(dilation), "transposed": transposed,
+            "output_padding": ex(output_padding), "groups": groups, "flags": flags or {},
+            "force": force, "seed": seed, "double": double}
+
+
+# One hand-made case per backend this build reaches (and the selection torch makes there).
+REACH = {
+    "Slow2d": _case(_t([1, 4, 6, 6]), _t([4, 4, 1, 1]), _t([4]), force=["Slow2d"]),
+    "SlowDilated2d": _case(_t([2, 4, 7, 7], "float64"), _t([6, 2, 3, 3], "float64"),
+                           dilation=[2, 1], groups=2, double=True),
+    "SlowDilated3d": _case(_t([1, 2, 5, 6, 5], "float64"), _t([4, 2, 2, 2, 2], "float64"),
+                           _t([4], "float64"), dilation=2, double=True),
+    "SlowTranspose2d": _case(_t([2, 4, 5, 5], "float64"), _t([4, 3, 3, 3], "float64"),
+                             _t([6], "float64"), stride=2, output_padding=1, groups=2,
+                             transposed=True, double=True),
+    "SlowTranspose3d": _case(_t([1, 2, 3, 4, 3], "float64"), _t([2, 3, 2, 2, 2], "float64"),
+                             stride=[2, 1, 2], output_padding=[1, 0, 0], transposed=True,
+                             double=True),
+    "Slow3d": _case(_t([2, 4, 5, 5, 5], "float64"), _t([4, 2, 3, 3, 3], "float64"),
+                    _t([4], "float64"), padding=1, groups=2, double=True),
+    "Mkldnn": _case(_t([2, 4, 8, 8]), _t([6, 2, 3, 3]), _t([6]), padding=1, groups=2,
+                    force=["Slow2d"], double=True),
+    "MkldnnTranspose": _case(_t([2, 4, 5, 5]), _t([4, 3, 3, 3]), _t([3]), stride=2,
+                             output_padding=1, transposed=True, force=["SlowTranspose2d"],
+                             double=True),
+    "NnpackSpatial": _case(_t([16, 3, 6, 6]), _t([4, 3, 3, 3]), _t([4]), padding=1,
+                           flags={"mkldnn": False}, force=["Slow2d"], double=True),
+    "Empty": _case(_t([0, 4, 6, 6]), _t([6, 4, 3, 3]), _t([6])),
+    "MkldnnEmpty": dict(_case(_t([0, 4, 6, 6], mkldnn=True), _t([6, 4, 3, 3])), backward=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REACH))
+def test_each_reachable_backend(worker, name):
+    case = REACH[name]
+    res = worker.run(case)
+    _assert_ok(case, res)
+    assert res["selected"] == name
+    assert any(r["backend"] == name and r["ok"] for r in res["runs"])
+    if name not in ("MkldnnEmpty", "Empty"):
+        assert all(r.get("bwd") for r in res["runs"]), res
+
+
+@st.composite
+def lowering_case(draw, *, force: bool = True):
+    """Valid convolutions over the CPU backends: 1-3 spatial dims, groups, depthwise, strides,
+    dilation, transposed, zero batch/channels, channels_last, float32/64, bf16, fp16, flags."""
+    # a third of the cases aim at the backends that random arguments rarely reach
+    target = draw(st.sampled_from(["any"] * 6 + ["nnpack", "dilated", "slow"]))
+    nd = 2 if target == "nnpack" else draw(st.sampled_from([1, 2, 2, 2, 3]))
+    transposed = False if target in ("nnpack", "dilated") else draw(st.booleans())
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cin = groups * draw(st.integers(1, 2))
+    cout = groups * draw(st.integers(1, 2))
+    n = 16 if target == "nnpack" else draw(st.sampled_from([0, 1, 1, 2, 3, 16, 16]))
+    if target == "any" and draw(st.integers(0, 8)) == 0:
+        cin = 0 if not transposed else cin
+    kernel = [draw(st.sampled_from([1, 1, 2, 3])) for _ in range(nd)]
+    stride = [draw(st.sampled_from([1, 1, 2])) for _ in range(nd)]
+    dilation = [draw(st.sampled_from([1, 1, 1, 2])) for _ in range(nd)]
+    padding = [draw(st.integers(0, 2)) for _ in range(nd)]
+    if target == "nnpack":
+        dilation = [1] * nd
+        padding = [min(p, k - 1) for p, k in zip(padding, kernel)]
+    elif target == "dilated":
+        dilation[0] = 2
+    output_padding = ([draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation)]
+                      if transposed else [0] * nd)
+    exact = draw(st.integers(0, 7)) != 0  # else sizes may make the output empty or negative
+    spatial = []
+    for i in range(nd):
+        if transposed:  # (in - 1) * s - 2p + d(k - 1) + op + 1 >= 1
+            short = 2 * padding[i] - dilation[i] * (kernel[i] - 1) - output_padding[i]
+            need = 1 + max(0, -(-short // stride[i]))
+        else:
+            need = dilation[i] * (kernel[i] - 1) + 1 - 2 * padding[i]
+        spatial.append(max(1, need if exact else 1) + draw(st.integers(0, 4)))
+    if transposed:
+        wshape = [cin, cout // groups] + kernel
+        bias_n = (cout // groups) * groups
+    else:
+        wshape = [cout, (cin // groups) if cin else 1] + kernel
+        bias_n = cout
+    if cin == 0:  # zero input channels: weight [cout, 0, ...] with groups 1
+        groups, wshape = 1, [cout, 0] + kernel
+    dtype = "float32" if target == "nnpack" else draw(st.sampled_from(
+        ["float32", "float32", "float32", "float64", "bfloat16", "float16"]))
+    mf = "contiguous"
+    if nd == 2 and draw(st.integers(0, 3)) == 0:
+        mf = "channels_last"
+    if nd == 3 and draw(st.integers(0, 5)) == 0:
+        mf = "channels_last_3d"
+    inp = _t([n, cin] + spatial, dtype, mf,
+             transpose_last2=(mf == "contiguous" and draw(st.integers(0, 7)) == 0))
+    wgt = _t(wshape, dtype, "channels_last" if nd == 2 and draw(st.integers(0, 5)) == 0
+             else "contiguous")
+    bias = _t([bias_n], dtype) if draw(st.booleans()) else None
+    flags = {"mkldnn": False if target != "any" else draw(st.sampled_from([True, False])),
+             "nnpack": True if target == "nnpack" else draw(st.sampled_from([True, False])),
+             "threads": draw(st.sampled_from([1, 2]))}
+    return _case(inp, wgt, bias, stride, padding, dilation, transposed, output_padding, groups,
+                 flags=flags, force=CPU_BACKENDS if force else None,
+                 seed=draw(st.integers(0, 2**16)), double=draw(st.integers(0, 3)) == 0)
+
+
+@settings(max_examples=60)
+@given(case=lowering_case())
+def test_drawn_cases_agree_with_torch(worker, case):
+    _assert_ok(case, worker.run(case))
+
+
+@pytest.mark.slow
+@settings(max_examples=1500)
+@given(case=lowering_case())
+def test_drawn_cases_agree_with_torch_many(worker, case):
+    _assert_ok(case, worker.run(case))
+
+
+def test_print_stats():
+    """Runs last in this module: the agreement counts per backend (pytest -s shows them)."""
+    for key in sorted(STATS):
+        c = STATS[key]
+        print(f"{key:28s} runs {c['runs']:5d} agree {c['agree']:5d} identical "
+              f"{c['identical']:5d} backward {c['backward']:5d} double {c['double']:4d}")
+    assert all(c["agree"] == c["runs"] for c in STATS.values())
+
+
+# ======================================================================================
+# Errors: torch's, before any kernel runs
+
+
+INVALID = [
+    # (args for torch.convolution / symconv.convolution)
+    dict(i=[1, 4, 6, 6], w=[4, 3, 3, 3], kw={}),  # channels
+    dict(i=[1, 4, 2, 2], w=[4, 4, 3, 3], kw={}),  # kernel larger than input
+    dict(i=[1, 4, 6, 6], w=[4, 4, 3, 3], kw=dict(stride=[0, 1])),
+    dict(i=[1, 4, 6, 6], w=[4, 4, 3, 3], kw=dict(padding=[-1, 0])),
+    dict(i=[1, 4, 6, 6], w=[4, 4, 3, 3], kw=dict(groups=0)),
+    dict(i=[1, 4, 6, 6], w=[4, 4, 3, 3], kw=dict(groups=3)),
+    dict(i=[1, 4, 6, 6], w=[4, 4], kw={}),
+    dict(i=[1, 4, 6, 6], w=[4, 4, 3, 3], kw=dict(stride=[1, 1, 1])),
+    dict(i=[1, 4, 6, 6], w=[3, 4, 3, 3], kw=dict(transposed=True)),
+    dict(i=[1, 4, 6, 0], w=[4, 4, 1, 1], kw=dict(padding=[0, 1])),  # zero numel
+    dict(i=[6, 6], w=[4, 4, 3, 3], kw={}),  # batchify
+]
+
+
+@pytest.mark.parametrize("k", range(len(INVALID)))
+def test_invalid_arguments_raise_torchs_error(k):
+    c = INVALID[k]
+    x, w = torch.zeros(c["i"]), torch.zeros(c["w"])
+    kw = dict(stride=[1, 1], padding=[0, 0], dilation=[1, 1], transposed=False,
+              output_padding=[0, 0], groups=1)
+    kw.update(c["kw"])
+    F = torch.nn.functional
+    with pytest.raises(Exception) as want:
+        if len(c["i"]) == 2:
+            F.conv2d(x, w)
+        else:
+            torch.convolution(x, w, None, kw["stride"], kw["padding"], kw["dilation"],
+                              kw["transposed"], kw["output_padding"], kw["groups"])
+    with pytest.raises(Exception) as got:
+        symconv.convolution(x, w, None, kw["stride"], kw["padding"], kw["dilation"],
+                            kw["transposed"], kw["output_padding"], kw["groups"])
+    assert isinstance(got.value, type(want.value)), (got.value, want.value)
+    assert _first_line(got.value) == _first_line(want.value)
+
+
+def test_type_mismatch_messages_match_torch():
+    x = torch.zeros(16, 4, 6, 6)
+    for dt in (torch.float64, torch.bfloat16, torch.float16, torch.int32, torch.bool):
+        w = torch.zeros(8, 4, 3, 3, dtype=dt)
+        with pytest.raises(RuntimeError) as want:
+            torch.convolution(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+        with pytest.raises(ConvError) as got:
+            L.plan(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+        assert _first_line(got.value) == _first_line(want.value)
+    with pytest.raises(RuntimeError) as want:
+        torch.nn.functional.conv2d(x, torch.zeros(8, 4, 3, 3), torch.zeros(8).double())
+    with pytest.raises(ConvError) as got:
+        symconv.convolution(x, torch.zeros(8, 4, 3, 3), torch.zeros(8).double())
+    assert _first_line(got.value) == _first_line(want.value)
+
+
+def test_padding_mode_errors_match_torch():
+    F = torch.nn.functional
+    x, w = torch.zeros(1, 4, 6, 6), torch.zeros(8, 4, 2, 2)
+    for kw in (dict(padding="same", stride=2), dict(padding="foo"),
+               dict(padding="same", groups=0)):
+        with pytest.raises(RuntimeError) as want:
+            F.conv2d(x, w, **kw)
+        with pytest.raises(ConvError) as got:
+            symconv.convolution(x, w, **kw)
+        assert _first_line(got.value) == _first_line(want.value), kw
+
+
+# ======================================================================================
+# Forcing: which condition fails
+
+
+def _plan(x, w, **kw):
+    args = dict(bias=None, stride=1, padding=0, dilation=1, transposed=False, output_padding=0,
+                groups=1)
+    args.update(kw)
+    return L.plan(x, w, **args)
+
+
+def test_forcing_names_the_failing_condition():
+    x, w = torch.zeros(2, 4, 8, 8), torch.zeros(6, 4, 3, 3)
+    with pytest.raises(ConvError, match="'dilated \\(some dilation != 1\\)' does not hold"):
+        _plan(x, w, backend="SlowDilated2d")
+    with pytest.raises(ConvError, match="'use_nnpack' does not hold: batch 2 < 16"):
+        _plan(x, w, backend=ConvBackend.NnpackSpatial)
+    with pytest.raises(ConvError, match="'not dilated' does not hold"):
+        _plan(x, w, dilation=2, backend="Slow2d")
+    with pytest.raises(ConvError, match="'input is 5-D"):
+        _plan(x, w, backend="Slow3d")
+    with pytest.raises(ConvError, match="'input is on CUDA'|'use_cudnn' does not hold: the "
+                                        "input is not on CUDA|this build has no cuDNN"):
+        _plan(x, w, backend="Cudnn")
+    with pytest.raises(ConvError, match="'input is not empty"):
+        _plan(torch.zeros(0, 4, 8, 8), w, backend="Slow2d")
+    with pytest.raises(ConvError, match="'input has zero batch or zero channels' does not hold"):
+        _plan(x, w, backend="Empty")
+    with torch.backends.mkldnn.flags(enabled=False):
+        with pytest.raises(ConvError, match="torch.backends.mkldnn.enabled is False"):
+            _plan(x, w, backend="Mkldnn")
+    with pytest.raises(ConvError, match="float32 heuristic"):
+        _plan(torch.zeros(1, 4, 8, 8), torch.zeros(4, 4, 1, 1), backend="Mkldnn")
+    # accepted: the forced plan says so
+    p = _plan(x, w, backend="Slow2d")
+    assert p.backend == ConvBackend.Slow2d and p.selected == ConvBackend.Mkldnn
+    assert "forced" in p.describe()
+
+
+def test_forced_requirements_cover_every_backend():
+    for b in ConvBackend:
+        alts = L.forced_requirements(b)
+        assert alts and all(r.outcome == b for r in alts)
+
+
+def test_plan_describes_the_lowering():
+    p = _plan(torch.zeros(2, 4, 10), torch.zeros(6, 2, 3), groups=2, backend="Slow2d")
+    assert p.view1d and p.splits_groups and p.kernel == "aten::thnn_conv2d"
+    assert p.stride == [1, 1] and p.output_size == [2, 6, 1, 8]
+    p = _plan(torch.zeros(2, 4, 8, 8).contiguous(memory_format=torch.channels_last),
+              torch.zeros(6, 4, 3, 3), backend="Slow2d")
+    assert p.memory_format == torch.channels_last
+    p = _plan(torch.zeros(4, 6, 6), torch.zeros(8, 4, 3, 3), padding="same")
+    assert p.padding == [1, 1]
+
+
+def test_type_string():
+    assert L.type_string(torch.zeros(1)) == "torch.FloatTensor"
+    assert L.type_string(torch.zeros(1, dtype=torch.bfloat16)) == "CPUBFloat16Type"
+    assert L.type_string(torch.zeros(1, dtype=torch.complex64)) == "CPUComplexFloatType"
+
+
+def test_split_batch_for_32bit_indexing_matches_one_call():
+    # cuDNN < 9.3's split, exercised on the CPU with a small index limit
+    x, w = torch.randn(7, 3, 5, 5), torch.randn(4, 3, 3, 3)
+    calls = []
+
+    def fn(inp):
+        calls.append(inp.shape[0])
+        return torch.convolution(inp, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1)
+    out = L._split_batch_32bit(fn, x, 7 * 4 * 25, max_worksize=250, int_max=300)
+    assert calls == [2, 2, 2, 1]
+    assert torch.allclose(out, fn(x), atol=1e-5)
+    with pytest.raises(ConvError, match="should not be dispatched to cuDNN"):
+        L._split_batch_32bit(fn, x, 7 * 4 * 25, max_worksize=250, int_max=90)
+
+
+def test_plans_are_cached_and_follow_flags():
+    x, w = torch.zeros(16, 3, 6, 6), torch.zeros(4, 3, 3, 3)
+    assert _plan(x, w).backend == ConvBackend.Mkldnn
+    assert _plan(x, w) is _plan(x, w)
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert _plan(x, w).backend == ConvBackend.NnpackSpatial
+        with torch.backends.nnpack.flags(enabled=False):
+            assert _plan(x, w).backend == ConvBackend.Slow2d
+    env = symconv.preset("cpu").replace(mkldnn_enabled=False, nnpack_enabled=False)
+    assert _plan(x, w, env=env).backend == ConvBackend.Slow2d
+
+
+# ======================================================================================
+# Recorded GPU results (tools/gpu_lowering.py on the GPU machine)
+
+CUDA_RESULTS = os.path.join(ROOT, "tests", "data", "cuda_lowering.json")
+
+
+@pytest.mark.skipif(not os.path.exists(CUDA_RESULTS), reason="no recorded GPU results")
+def test_recorded_cuda_lowering_all_agree():
+    with open(CUDA_RESULTS) as f:
+        rec = json.load(f)
+    assert rec["environment"]["cuda_available"] and rec["environment"]["device_name"]
+    runs = rec["runs"]
+    assert runs, "no runs recorded"
+    bad = [r for r in runs if not r["ok"]]
+    assert not bad, bad[:5]
+    seen = collections.Counter(r["backend"] for r in runs)
+    for name in ("Cudnn", "CudnnTranspose", "CudaDepthwise2d", "CudaDepthwise3d", "Slow2d",
+                 "SlowDilated2d", "SlowDilated3d", "SlowTranspose2d", "SlowTranspose3d",
+                 "Empty"):
+        assert seen[name] > 0, f"no recorded run of {name}"
+    dtypes = {r["dtype"] for r in runs}
+    assert {"float32", "float16", "bfloat16"} <= dtypes
+    assert any(r["memory_format"] == "channels_last" for r in runs)
+    # symconv's selection agreed with torch's in every recorded case
+    assert all(r["selected"] == r["torch_selected"] for r in runs if not r["forced"])
