@@ -212,7 +212,10 @@ class ReachResult:
 
     def summary(self) -> str:
         if self.verdict == "reachable":
-            mark = " (validated by torch)" if self.validated else ""
+            status = self.validation.status if self.validation else ""
+            mark = {"validated": " (validated by torch)",
+                    "recorded": " (validated on the GPU machine)",
+                    "mismatch": " (MISMATCH with torch)"}.get(status, "")
             return f"reachable{mark}"
         return self.verdict
 
@@ -390,7 +393,8 @@ def _core_text(q: Query, leaf: Leaf) -> str:
 # Regions
 
 
-def _region(q: Query, b: ConvBackend, budget_s: float = 30.0) -> list[RegionPart]:
+def _region(q: Query, b: ConvBackend, budget_s: float = 8.0) -> list[RegionPart]:
+    """Parts found after ``budget_s`` seconds are kept as they are (correct, not simplified)."""
     deadline = time.monotonic() + budget_s
     parts: list[RegionPart] = []
     for item in q.space.explore(_targets(b), structures=q.structures):
