@@ -479,7 +479,12 @@ class Space:
         parts = []
         decided_true = True
         for ci, cond in enumerate(rule.conds):
-            value, reads, facts = self._cond(st, ev, ctx, ri, ci)
+            try:
+                value, reads, facts = self._cond(st, ev, ctx, ri, ci)
+            except Exception:  # noqa: BLE001 - torch would not evaluate it after a false one
+                if best is not None:
+                    continue
+                raise
             t = D.truth(value)
             if t is False:
                 unfixed = sum(1 for v, _ in reads if v not in fixed)
@@ -631,8 +636,9 @@ def _build_key(env: Environment) -> tuple:
 
 
 def _struct_env_key(env: Environment) -> tuple:
-    # prepare() reads the version only (the flags are overridden by the tracking proxies)
-    return (env.version,)
+    # prepare()'s checks depend on build facts (the version, today); its flags are overridden
+    # by the tracking proxies
+    return _build_key(env)
 
 
 def _cached_structure(env: Environment, dims: int, transposed: bool) -> Structure:
