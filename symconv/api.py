@@ -166,6 +166,7 @@ class SymbolicSelection:
     checks: list[Check]
     cases: list[Case]
     env: Environment
+    replay: Any = None  # values -> the concrete call's answer
 
     @property
     def valid(self):
@@ -179,14 +180,17 @@ class SymbolicSelection:
     def errors(self) -> list[Case]:
         return [c for c in self.cases if not isinstance(c.outcome, ConvBackend)]
 
-    def at(self, **values: int):
-        """Substitute concrete symbol values: the backend, or raise torch's error."""
+    def case_at(self, **values: int) -> Case:
+        """The case whose condition holds at these symbol values."""
         for c in self.cases:
             if _holds(c.condition, values):
-                if isinstance(c.outcome, BaseException):
-                    raise _instantiate_error(c, values)
-                return c.outcome
+                return c
         raise AssertionError("no case holds: the cases are not exhaustive")  # pragma: no cover
+
+    def at(self, **values: int):
+        """The answer at concrete symbol values: the backend, or raise torch's error."""
+        self.case_at(**values)
+        return self.replay(values)
 
     def __str__(self) -> str:
         lines = [f"{'if ' + str(D.simplify(c.condition)):60s} -> {_outcome_str(c.outcome)}"
@@ -201,14 +205,18 @@ class SymbolicShape:
     shape: tuple
     valid: Any
     cases: list[Case]
+    replay: Any = None
 
-    def at(self, **values: int) -> tuple:
+    def case_at(self, **values: int) -> Case:
         for c in self.cases:
             if _holds(c.condition, values):
-                if isinstance(c.outcome, BaseException):
-                    raise _instantiate_error(c, values)
-                return tuple(_subs(x, values) for x in c.outcome)
-        raise AssertionError("no case holds")  # pragma: no cover
+                return c
+        raise AssertionError("no case holds: the cases are not exhaustive")  # pragma: no cover
+
+    def at(self, **values: int) -> tuple:
+        """The shape at concrete symbol values, or raise torch's error."""
+        self.case_at(**values)
+        return self.replay(values)
 
 
 def _outcome_str(o: Any) -> str:
@@ -250,16 +258,17 @@ def _holds(cond: Any, values: dict) -> bool:
     return t
 
 
-class _LazyError(ConvError):
-    pass
-
-
-def _instantiate_error(case: Case, values: dict) -> BaseException:
-    exc = case.outcome
-    builder = getattr(exc, "_rebuild", None)
-    if builder is not None:
-        return builder(values)
-    return exc
+def substitute(x: Any, values: dict) -> Any:
+    """Put concrete symbol values into a spec, a list of parameters or a size."""
+    if isinstance(x, TensorSpec):
+        return dataclasses.replace(
+            x, shape=tuple(_subs(v, values) for v in x.shape),
+            strides=None if x.strides is None else tuple(_subs(v, values) for v in x.strides))
+    if isinstance(x, (list, tuple)):
+        return type(x)(substitute(v, values) for v in x)
+    if isinstance(x, str):
+        return values.get(x, x)
+    return _subs(x, values)
 
 
 # --------------------------------------------------------------------------------------
@@ -281,28 +290,15 @@ def _ctx_symbolic(ctx: Ctx) -> bool:
     return any(D.is_symbolic(v) or not isinstance(v, int) for v in vals)
 
 
-def _check_cases(checks: list[Check], builder) -> list[Case]:
+def _check_cases(checks: list[Check]) -> list[Case]:
     out = []
     prefix: Any = True
     for chk in checks:
         cond = D.and_(prefix, D.not_(chk.cond))
         if D.truth(cond) is not False:
-            exc = chk.failure()
-            exc._rebuild = builder(chk)  # type: ignore[attr-defined]
-            out.append(Case(cond, exc, chk.name))
+            out.append(Case(cond, chk.failure(), chk.name))
         prefix = D.and_(prefix, chk.cond)
     return out
-
-
-def _rebuild_check(chk: Check):
-    def rebuild(values):
-        # Re-render the message with concrete values substituted into the closure's terms.
-        msg = chk.message()
-        for name, v in values.items():
-            msg = msg.replace(name, str(v))
-        exc = chk.error(msg)
-        return exc
-    return rebuild
 
 
 def select_conv_backend(input, weight, bias, stride, padding, dilation, transposed,
@@ -337,7 +333,12 @@ def select_conv_backend(input, weight, bias, stride, padding, dilation, transpos
         if key is not None:
             _remember(key, outcome)
         return outcome
-    return _symbolic_selection(p)
+    sel = _symbolic_selection(p)
+    call = (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    sel.replay = lambda values: select_conv_backend(
+        *substitute(list(call), values), env=env, need_backward=need_backward,
+        bias_sizes=None if bias_sizes is None else substitute(list(bias_sizes), values))
+    return sel
 
 
 # Concrete selections are pure functions of their (hashable) arguments: remember recent ones.
@@ -403,7 +404,7 @@ def _prune(p: Prepared, found: list) -> list:
 
 def _symbolic_selection(p: Prepared) -> SymbolicSelection:
     checks = p.checker.checks
-    out = _check_cases(checks, _rebuild_check)
+    out = _check_cases(checks)
     if not p.stopped:
         valid = D.and_(*[c.cond for c in checks])
         for cond, rule in cases(p.ctx):
@@ -412,19 +413,9 @@ def _symbolic_selection(p: Prepared) -> SymbolicSelection:
                 continue
             outcome = rule.outcome
             if isinstance(outcome, ErrorOutcome):
-                exc = outcome.exception(p.ctx)
-                ctx = p.ctx
-                exc._rebuild = (lambda o, ctx: (lambda values: ConvError(
-                    _subst_msg(o.message(ctx), values))))(outcome, ctx)
-                outcome = exc
+                outcome = outcome.exception(p.ctx)
             out.append(Case(c, outcome, rule.name))
     return SymbolicSelection(checks, _prune(p, out), p.ctx.env)
-
-
-def _subst_msg(msg: str, values: dict) -> str:
-    for name, v in values.items():
-        msg = msg.replace(name, str(v))
-    return msg
 
 
 def determine_backend_memory_format_api(input, weight, backend: ConvBackend, *,
@@ -452,17 +443,23 @@ def convolution_output_shape(input, weight, bias, stride, padding, dilation, tra
         rule, outcome = evaluate(p.ctx)
         if isinstance(outcome, ErrorOutcome):
             raise outcome.exception(p.ctx)
-        kernel_checks(outcome, p, Checker())
+        kshape = kernel_checks(outcome, p, Checker())
         out = calc_output_size(p.ctx.input, p.ctx.weight, p.ctx.params)
         if p.viewed_1d:
             out = out[:2] + out[3:]
+        if kshape is not None:  # the kernel's own output sizes (symconv/kernels.py)
+            out = kshape
         return tuple(int(x) for x in out)
-    return _symbolic_shape(p)
+    shp = _symbolic_shape(p)
+    call = (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    shp.replay = lambda values: convolution_output_shape(
+        *substitute(list(call), values), env=env, need_backward=need_backward)
+    return shp
 
 
 def _symbolic_shape(p: Prepared) -> SymbolicShape:
     checks = p.checker.checks
-    out = _check_cases(checks, _rebuild_check)
+    out = _check_cases(checks)
     valid_all = D.and_(*[c.cond for c in checks])
     shape = ()
     if not p.stopped:
@@ -476,32 +473,26 @@ def _symbolic_shape(p: Prepared) -> SymbolicShape:
                 continue
             outcome = rule.outcome
             if isinstance(outcome, ErrorOutcome):
-                exc = outcome.exception(p.ctx)
-                exc._rebuild = (lambda o, ctx: (lambda values: ConvError(
-                    _subst_msg(o.message(ctx), values))))(outcome, p.ctx)
-                out.append(Case(c, exc, rule.name))
+                out.append(Case(c, outcome.exception(p.ctx), rule.name))
                 continue
             kc = Checker()
             stopped = False
+            kshape = None
             try:
-                kernel_checks(outcome, p, kc)
+                kshape = kernel_checks(outcome, p, kc)
             except StopSymbolic:
                 stopped = True
-            except ConvError as exc:
-                exc._rebuild = (lambda e: (lambda values: ConvError(
-                    _subst_msg(str(e), values))))(exc)
+            except (ConvError, IndexError, NotImplementedError) as exc:
                 out.append(Case(c, exc, rule.name))
                 continue
             prefix = c
             for chk in kc.checks:
                 fc = D.and_(prefix, D.not_(chk.cond))
                 if D.truth(fc) is not False:
-                    exc = chk.failure()
-                    exc._rebuild = _rebuild_check(chk)
-                    out.append(Case(fc, exc, f"{rule.name}:{chk.name}"))
+                    out.append(Case(fc, chk.failure(), f"{rule.name}:{chk.name}"))
                 prefix = D.and_(prefix, chk.cond)
             if not stopped and D.truth(prefix) is not False:
-                out.append(Case(prefix, shape, rule.name))
+                out.append(Case(prefix, shape if kshape is None else tuple(kshape), rule.name))
     out = _prune(p, out)
     valid = D.or_(*[c.condition for c in out if not isinstance(c.outcome, BaseException)])
     return SymbolicShape(shape, valid, out)

@@ -176,6 +176,29 @@ class TruncMod(sympy.Function):
         return f"cmod({printer._print(self.args[0])}, {printer._print(self.args[1])})"
 
 
+class Ite(sympy.Function):
+    """Integer if-then-else for SymPy without Piecewise's (costly) canonicalisation.
+
+    Folds when the condition is decided or both branches are equal; ``subs`` re-evaluates.
+    """
+
+    is_integer = True
+
+    @classmethod
+    def eval(cls, c, a, b):  # noqa: D102
+        if c is sympy.true:
+            return a
+        if c is sympy.false:
+            return b
+        if a == b:
+            return a
+        return None
+
+    def _sympystr(self, printer):
+        c, a, b = (printer._print(x) for x in self.args)
+        return f"({a} if {c} else {b})"
+
+
 def _z3_nonneg_div(a, b):
     """Z3 ``/`` is Euclidean; with a positive divisor it is floor division."""
     return a / b
@@ -285,7 +308,7 @@ def min_(a, b):
         return a if a <= b else b
     k = kind(a, b)
     if k == SYMPY:
-        return sympy.Min(_sp(a), _sp(b))
+        return Ite(sympy.Le(_sp(a), _sp(b)), _sp(a), _sp(b))
     if k == Z3:
         a, b = _z3(a), _z3(b)
         return z3.If(a <= b, a, b)
@@ -299,7 +322,7 @@ def max_(a, b):
         return a if a >= b else b
     k = kind(a, b)
     if k == SYMPY:
-        return sympy.Max(_sp(a), _sp(b))
+        return Ite(sympy.Ge(_sp(a), _sp(b)), _sp(a), _sp(b))
     if k == Z3:
         a, b = _z3(a), _z3(b)
         return z3.If(a >= b, a, b)
@@ -317,11 +340,21 @@ def prod(xs: Iterable[Any]):
 # Comparisons
 
 
+def _push_ite(a, b, cmp):
+    """``cmp(Ite(c, x, y), b)`` as ``c ? cmp(x, b) : cmp(y, b)`` when ``b`` is concrete."""
+    c, x, y = a.args
+    return ite(c, cmp(x, b), cmp(y, b))
+
+
 def eq(a, b):
     if type(a) is int and type(b) is int:
         return a == b
     k = kind(a, b)
     if k == SYMPY:
+        if isinstance(a, Ite) and is_concrete(b):
+            return _push_ite(a, b, eq)
+        if isinstance(b, Ite) and is_concrete(a):
+            return _push_ite(b, a, eq)
         return sympy.Eq(_sp(a), _sp(b))
     if k == Z3:
         return _z3(a) == _z3(b)
@@ -335,6 +368,10 @@ def ne(a, b):
         return a != b
     k = kind(a, b)
     if k == SYMPY:
+        if isinstance(a, Ite) and is_concrete(b):
+            return _push_ite(a, b, ne)
+        if isinstance(b, Ite) and is_concrete(a):
+            return _push_ite(b, a, ne)
         return sympy.Ne(_sp(a), _sp(b))
     if k == Z3:
         return _z3(a) != _z3(b)
@@ -386,7 +423,8 @@ def and_(*xs):
         return rest[0]
     k = kind(*rest)
     if k == SYMPY:
-        return sympy.And(*rest)
+        # evaluate=False: SymPy's own normalisation of And/Or/Not is exponential on our formulas
+        return sympy.And(*rest, evaluate=False)
     if k == Z3:
         return z3.And(*rest)
     return functools.reduce(np.logical_and, rest)
@@ -409,7 +447,7 @@ def or_(*xs):
         return rest[0]
     k = kind(*rest)
     if k == SYMPY:
-        return sympy.Or(*rest)
+        return sympy.Or(*rest, evaluate=False)
     if k == Z3:
         return z3.Or(*rest)
     return functools.reduce(np.logical_or, rest)
@@ -422,7 +460,9 @@ def not_(x):
     if t is not None:
         return _like(x, not t)
     if isinstance(x, sympy.Basic):
-        return sympy.Not(x)
+        if isinstance(x, sympy.Not):
+            return x.args[0]
+        return sympy.Not(x, evaluate=False)
     if isinstance(x, z3.ExprRef):
         return z3.Not(x)
     return np.logical_not(x)
@@ -443,15 +483,34 @@ def ite(c, a, b):
         return a
     if t is False:
         return b
+    ta, tb = _bool_truth(a), _bool_truth(b)
+    if ta is not None or tb is not None:
+        # a boolean ite with a decided branch is a conjunction or disjunction
+        if ta is True:
+            return or_(c, b)
+        if ta is False:
+            return and_(not_(c), b)
+        if tb is True:
+            return or_(not_(c), a)
+        return and_(c, a)
     k = kind(c, a, b)
     if k == SYMPY:
         a, b = _sp(a), _sp(b)
         if isinstance(a, sympy.logic.boolalg.Boolean) and isinstance(b, sympy.logic.boolalg.Boolean):
-            return sympy.ITE(c, a, b)
-        return sympy.Piecewise((a, c), (b, True))
+            return sympy.ITE(c, a, b, evaluate=False)
+        return Ite(c, a, b)
     if k == Z3:
         return z3.If(c, _z3(a), _z3(b))
     return np.where(c, a, b)
+
+
+def _bool_truth(x):
+    """truth() for boolean values only (an int 0/1 branch is not a boolean)."""
+    if isinstance(x, (bool, np.bool_)) or x is sympy.true or x is sympy.false:
+        return truth(x)
+    if isinstance(x, z3.BoolRef):
+        return truth(x)
+    return None
 
 
 def _true_like(xs):
@@ -530,6 +589,8 @@ def to_z3(e: Any, symbols: dict[str, Any] | None = None):
         return functools.reduce(min_, [conv(a) for a in e.args])
     if isinstance(e, sympy.Max):
         return functools.reduce(max_, [conv(a) for a in e.args])
+    if isinstance(e, Ite):
+        return z3.If(*[conv(a) for a in e.args])
     if isinstance(e, sympy.Piecewise):
         out = None
         for val, cond in reversed(e.args):

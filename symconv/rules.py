@@ -48,7 +48,9 @@ class ErrorOutcome:
     message: Callable[[Ctx], str]
 
     def exception(self, ctx: Ctx) -> ConvError:
-        return ConvError(self.message(ctx))
+        exc = ConvError(self.message(ctx))
+        exc.rule = self.name  # type: ignore[attr-defined]
+        return exc
 
     def __str__(self) -> str:
         return f"error:{self.name}"
