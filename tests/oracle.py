@@ -19,10 +19,11 @@ import warnings
 
 import torch
 
-from symconv import ConvBackend, Environment, TensorSpec
+# symconv is imported where it is used: the worker process only needs torch (fast start).
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
-          "float16": torch.float16, "complex64": torch.complex64}
+          "float16": torch.float16, "complex64": torch.complex64, "complex128": torch.complex128,
+          "int64": torch.int64}
 MF = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last,
       "channels_last_3d": torch.channels_last_3d}
 MF_NAME = {torch.contiguous_format: "contiguous", torch.channels_last: "channels_last",
@@ -31,7 +32,8 @@ MF_NAME = {torch.contiguous_format: "contiguous", torch.channels_last: "channels
 HUGE = 2**24  # tensors with more elements are built with expand() from one element
 
 
-def tensor_spec(t: dict | None) -> TensorSpec | None:
+def tensor_spec(t: dict | None):
+    from symconv import TensorSpec
     if t is None:
         return None
     strides = t.get("strides")
@@ -66,7 +68,7 @@ def build_tensor(t: dict | None) -> torch.Tensor | None:
     else:
         x = torch.empty(shape, dtype=dtype, memory_format=MF[t.get("memory_format", "contiguous")])
         x.zero_()
-        if not dtype.is_complex:
+        if dtype.is_floating_point:
             x.uniform_(-1, 1)
     if t.get("requires_grad"):
         x.requires_grad_(True)
@@ -112,17 +114,20 @@ def torch_select(case: dict) -> dict:
             raw = torch._C._select_conv_backend(*a)
         except Exception as e:  # noqa: BLE001 - torch's answer, whatever it is
             return {"error": type(e).__name__, "message": first_line(e)}
+        from symconv import ConvBackend
         be = ConvBackend.from_torch(raw)
         mf = torch._C._conv_determine_backend_memory_format(a[0], a[1], raw)
         return {"backend": be.name, "memory_format": MF_NAME[mf]}
 
 
-def symconv_env() -> Environment:
+def symconv_env():
+    from symconv import Environment
     return Environment.from_torch()
 
 
 def symconv_select(case: dict) -> dict:
     import symconv
+    from symconv import Environment
     from symconv.errors import ConvValueError
     with flags(case):
         env = Environment.from_torch()
@@ -141,6 +146,7 @@ def symconv_select(case: dict) -> dict:
 
 def symconv_convolution(case: dict) -> dict:
     import symconv
+    from symconv import Environment
     from symconv.errors import ConvValueError
     with flags(case):
         env = Environment.from_torch()
@@ -176,11 +182,16 @@ def run_convolution(case: dict) -> dict:
 class ConvWorker:
     """A subprocess that runs ``torch.convolution`` for cases; survives torch crashes."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict | None = None) -> None:
         self.proc: subprocess.Popen | None = None
+        self.extra_env = dict(env or {})  # e.g. ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA
 
     def _start(self) -> None:
         env = dict(os.environ)
+        # idle OpenMP threads must not spin: on a 2-core machine they starve the test process
+        # (3x slower); the wait policy changes no answer
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+        env.update(self.extra_env)
         env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
                                              env.get("PYTHONPATH", "")])
         self.proc = subprocess.Popen(
@@ -204,15 +215,33 @@ class ConvWorker:
             return {"crash": code}
         return json.loads(line)
 
+    def start(self) -> "ConvWorker":
+        """Start the process now (it imports torch while the caller does other work)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        return self
+
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.stdin.close()  # type: ignore[union-attr]
-            self.proc.wait(timeout=10)
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # torch's interpreter shutdown can take seconds
+                self.proc.wait(timeout=10)
         self.proc = None
+
+
+def worker_facts() -> dict:
+    """What the worker's torch sees of the CPU (ask with ``ConvWorker.run({"query": 1})``)."""
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkldnn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+            "mkldnn_fp16": bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())}
 
 
 def _serve() -> None:  # pragma: no cover - runs in the worker
     for line in sys.stdin:
         case = json.loads(line)
-        sys.stdout.write(json.dumps(run_convolution(case)) + "\n")
+        answer = worker_facts() if "query" in case else run_convolution(case)
+        sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()

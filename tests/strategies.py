@@ -10,6 +10,8 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 DTYPES = ["float32", "float32", "float32", "float64", "bfloat16", "float16", "complex64"]
+# dtypes the kernel mutations draw from (execute=True only: selection draws are unchanged)
+KERNEL_DTYPES = ["float32", "float64", "bfloat16", "float16", "complex64", "complex128", "int64"]
 
 
 @st.composite
@@ -66,8 +68,14 @@ def conv_case(draw, *, allow_invalid: bool = True, allow_huge: bool = True, exec
         case["flags"]["mkldnn"] = False
     if allow_invalid and draw(st.integers(0, 2)) == 0:
         _mutate(draw, case)
+        if execute and draw(st.integers(0, 1)) == 0:
+            _mutate_kernel(draw, case)
+    elif execute and allow_invalid and draw(st.integers(0, 3)) == 0:
+        _mutate_kernel(draw, case)
     if allow_huge and not execute and draw(st.integers(0, 15)) == 0:
         _hugify(draw, case)
+    if execute:
+        _cap_execution_cost(case)
     if d == 2 and ishape and len(case["input"]["shape"]) != 4:
         case["input"]["memory_format"] = "contiguous"
     for key in ("input", "weight"):
@@ -164,3 +172,128 @@ def _hugify(draw, case):
     inp["shape"][-1] = inp["shape"][-1] * draw(st.sampled_from([2**22, 2**27, 2**31]))
     inp["memory_format"] = "contiguous"
     case["huge"] = True
+
+
+def _mutate_kernel(draw, case):
+    """Mutations aimed at the kernels that run after selection (``execute=True`` only, so the
+    selection tests draw exactly the cases they always drew): dtype mixes, zero kernel sizes,
+    zero output channels, dilation 0, paddings that wrap in C++ ``int``, 1-D and unit sizes."""
+    kind = draw(st.sampled_from([
+        "weight_dtype", "bias_dtype", "all_dtype", "zero_kernel", "zero_out_channels",
+        "zero_dilation_t", "int32_padding", "big_output_padding_t", "unit_spatial",
+        "requires_grad", "padding_eats_output",
+    ]))
+    inp, w = case["input"], case["weight"]
+    d = len(w["shape"]) - 2
+    if d < 1 or len(inp["shape"]) < 2:
+        return
+    if kind == "weight_dtype":
+        w["dtype"] = draw(st.sampled_from(KERNEL_DTYPES))
+    elif kind == "bias_dtype":
+        n = w["shape"][1] * case["groups"] if case["transposed"] else w["shape"][0]
+        b = case["bias"] or {"shape": [n]}
+        b["dtype"] = draw(st.sampled_from(KERNEL_DTYPES))
+        case["bias"] = b
+    elif kind == "all_dtype":
+        dt = draw(st.sampled_from(KERNEL_DTYPES))
+        for t in (inp, w, case["bias"]):
+            if t is not None:
+                t["dtype"] = dt
+    elif kind == "zero_kernel":
+        w["shape"][2 + draw(st.integers(0, d - 1))] = 0
+    elif kind == "zero_out_channels":
+        case["transposed"] = True
+        case["output_padding"] = [0]
+        case["stride"] = [max(1, s) for s in case["stride"]]
+        inp["shape"][1] = w["shape"][0]
+        w["shape"][1] = 0
+        if case["bias"] is not None:
+            case["bias"]["shape"] = [0]
+    elif kind == "zero_dilation_t":
+        case["transposed"] = True
+        inp["shape"][1] = w["shape"][0]
+        case["bias"] = None
+        case["dilation"] = [draw(st.sampled_from([0, 1, 2])) for _ in range(d - 1)] + [0]
+        case["output_padding"] = [0]
+    elif kind == "int32_padding":
+        # C++ int truncation in the slow transposed kernels' shape checks
+        case["transposed"] = True
+        inp["shape"][1] = w["shape"][0]
+        case["bias"] = None
+        case["output_padding"] = [0]
+        case["padding"] = [draw(st.sampled_from([2**31 - 1, 2**31, 2**32, 2**32 + 1,
+                                                 2**33 + 3]))] * d
+    elif kind == "big_output_padding_t":
+        case["transposed"] = True
+        inp["shape"][1] = w["shape"][0]
+        case["bias"] = None
+        case["output_padding"] = [draw(st.integers(0, 3)) for _ in range(d)]
+        case["dilation"] = [draw(st.integers(1, 3)) for _ in range(d)]
+        case["stride"] = [draw(st.integers(1, 3)) for _ in range(d)]
+    elif kind == "unit_spatial":
+        for i in range(2, len(inp["shape"])):
+            inp["shape"][i] = 1
+    elif kind == "requires_grad":
+        inp["requires_grad"] = True
+        case["flags"]["grad"] = True
+    elif kind == "padding_eats_output":
+        # transposed outputs of size <= 0 (slow kernels refuse, oneDNN varies)
+        case["transposed"] = True
+        inp["shape"][1] = w["shape"][0]
+        case["bias"] = None
+        case["output_padding"] = [0]
+        case["padding"] = [draw(st.integers(0, 12)) for _ in range(d)]
+    for t in (inp, w, case["bias"]):
+        if t is not None and t.get("dtype") == "int64":
+            t["requires_grad"] = False  # only floating point tensors can require grad
+    case["kernel_mutation"] = kind
+
+
+EXECUTION_BUDGET = 4 * 10**6  # multiply-adds (weighted by dtype) a drawn execution may cost
+_SLOW_DTYPES = {"bfloat16": 8, "float16": 8, "int64": 4, "complex64": 4, "complex128": 4}
+
+
+def _execution_cost(case) -> int:
+    inp, w = case["input"]["shape"], case["weight"]["shape"]
+    if len(inp) < 3 or len(w) < 3:
+        return 0
+    n, c = inp[0], inp[1]
+    spatial = 1
+    for x in inp[2:]:
+        spatial *= max(x, 0)
+    if case["transposed"]:
+        for s in case["stride"]:
+            spatial *= max(1, min(s, 4))
+    kern = 1
+    for k in w[2:]:
+        kern *= max(k, 0)
+    groups = max(1, case["groups"]) if isinstance(case["groups"], int) else 1
+    cout = w[1] * groups if case["transposed"] else w[0]
+    cost = n * c * max(cout, 1) * kern * spatial // groups
+    return cost * _SLOW_DTYPES.get(case["input"].get("dtype", "float32"), 1)
+
+
+def _cap_execution_cost(case) -> None:
+    """Keep executed cases cheap (the slow bf16/fp16 kernels run ~100x slower than BLAS):
+    over the budget, the batch becomes 1, then each spatial size shrinks towards the smallest
+    size its kernel allows. No draws: the same data always gives the same case."""
+    if _execution_cost(case) <= EXECUTION_BUDGET:
+        return
+    inp = case["input"]["shape"]
+    if inp and inp[0] > 1:
+        inp[0] = 1
+    w = case["weight"]["shape"]
+    d = len(w) - 2
+    for i in range(2, len(inp)):
+        if _execution_cost(case) <= EXECUTION_BUDGET:
+            return
+        j = i - 2
+        k = w[2 + j] if 2 + j < len(w) else 1
+
+        def at(xs):
+            return xs[j] if len(xs) > j else xs[0] if xs else 1
+        dil, pad = at(case["dilation"]), at(case["padding"])
+        need = 1 if case["transposed"] else dil * (k - 1) + 1 - 2 * pad
+        if inp[i] > max(1, need):
+            inp[i] = max(1, need)
+    del d
