@@ -15,12 +15,15 @@ from .env import PRESETS, Environment, preset
 from .errors import ConvError, ConvShapeError
 from .spec import TensorSpec
 from .lowering import convolution, convolution_backward
+from . import functional
+from .modules import check_module_args, module_output
 
 __version__ = "0.1.0"
 
 __all__ = ["ConvBackend", "ConvError", "ConvShapeError", "Environment", "PRESETS", "preset",
            "TensorSpec", "select_conv_backend", "convolution_output_shape",
-           "determine_backend_memory_format", "SymbolicSelection", "SymbolicShape", "__version__"]
+           "determine_backend_memory_format", "SymbolicSelection", "SymbolicShape", "__version__",
+           "functional", "module_output", "check_module_args"]
 __all__ += ["convolution", "convolution_backward", "nn"]
 
 
