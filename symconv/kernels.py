@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .spec import TensorSpec
 
 __all__ = ["kernel_checks", "wrap32", "div_rtn", "type_string", "scalar_type_name",
-           "result_type", "SYMINT_MIN", "ALLOC_FAIL_BYTES", "KERNEL_MESSAGES"]
+           "result_type", "SYMINT_MIN", "ALLOC_FAIL_BYTES"]
 
 w64 = D.wrap64
 
@@ -59,17 +59,6 @@ CONV_PRIMITIVE = ("could not create a primitive descriptor for the convolution f
                   "ONEDNN_VERBOSE=all to get additional diagnostic information.")
 DESC_TAG = "could not construct a memory descriptor using a format tag"
 DESC_STRIDES = "could not construct a memory descriptor using strides"
-
-# Every first line this module can produce, by check name (docs/differences.md lists them).
-KERNEL_MESSAGES = {
-    "empty_view_*": "view(): invalid shape dimension / only one dimension can be inferred / "
-                    "cannot reshape tensor of 0 elements ...",
-    "autograd_complex": AUTOGRAD_COMPLEX,
-    "mkldnn_deconv_primitive": DECONV_PRIMITIVE,
-    "*_desc_tag": DESC_TAG,
-    "*_desc_strides": DESC_STRIDES,
-}
-
 
 # --------------------------------------------------------------------------------------
 # integer helpers
@@ -299,7 +288,7 @@ def _guarded(check: Checker, guard: Any):
 
 
 def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+    return dtype.itemsize
 
 
 class _Args:
@@ -527,16 +516,25 @@ def _mkldnn_transpose(p: "Prepared", check: Checker):
     lay = _Layout(lambda: mkldnn_conv_use_channels_last(a.inp_spec, a.w_spec))
     _mkldnn_dst(check, out, a.itemsize, lay, "mkldnn_transpose")
     # ideep's get_compatible_dilates: any dilation <= 0 replaces all dilations by "none"
-    # (torch's 1), as a 2-element list: a 3-D deconvolution then has invalid dimensions, a 2-D
-    # one computes other output sizes than torch asked for wherever dilation != 1 and k != 1.
+    # (torch's 1), as a 2-element list: a 3-D deconvolution then has invalid dimensions; a 2-D
+    # one goes on with dilation 1 against the sizes torch computed with the real dilations.
     kernel = a.w[2:]
     dil_bad = D.any_(D.le(d, 0) for d in a.dilation)
     if len(a.dilation) == 3:
         check(D.not_(dil_bad), lambda: "dimensions are invalid", name="mkldnn_deconv_dilates")
-    mismatch = D.and_(dil_bad, D.any_(D.and_(D.ne(d, 1), D.ne(k, 1))
-                                      for d, k in zip(a.dilation, kernel)))
-    # oneDNN refuses zero output channels, zero kernel sizes and inconsistent sizes
-    check(D.and_(D.ne(out[1], 0), *[D.ne(k, 0) for k in kernel], D.not_(mismatch)),
+    # oneDNN's deconvolution_desc_init: per spatial dimension, with oneDNN's dilation d' (torch's
+    # minus one), ker_range = 1 + (k - 1) * (d' + 1), pad_r = padding - output_padding:
+    # d' >= 0, pad_l >= 0, pad_r + stride > 0 and (dst - ker_range + pad_l + pad_r) / stride + 1
+    # == src (C++ division). Zero output channels or a zero kernel size: no implementation.
+    consistent = []
+    for i, (k, d, s, pd, op) in enumerate(zip(kernel, a.dilation, a.stride, a.padding,
+                                            a.output_padding)):
+        d1 = D.ite(dil_bad, 0, d - 1)
+        ker_range = 1 + (k - 1) * (d1 + 1)
+        pad_r = pd - op
+        consistent += [D.ge(d1, 0), D.ge(pd, 0), D.gt(pad_r + s, 0),
+                       D.eq(D.cdiv(out[2 + i] - ker_range + pd + pad_r, s) + 1, a.inp[2 + i])]
+    check(D.and_(D.ne(out[1], 0), *[D.ne(k, 0) for k in kernel], *consistent),
           lambda: DECONV_PRIMITIVE, name="mkldnn_deconv_primitive")
     lay.run(check, lambda c: None,
             lambda c: _alloc(c, _u64_product(list(out) + [a.itemsize])[1],

@@ -303,3 +303,50 @@ def test_limit_checks_skip_symbolic_sizes():
     shp = conv(T((1, 3, "H", "W")), T((4, 3, 3, 3)), env=NOMKL)
     assert not any("overflow" in str(c.outcome) or "allocate" in str(c.outcome)
                    for c in shp.cases)
+
+
+# ---- differences documented in docs/differences.md that these tests show ---------------------
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_conv2d_checks_bias_dtype_but_convolution_does_not():
+    """torch 2.13's conv1d/2d/3d refuse a bias of another dtype before batchify;
+    torch.convolution (what convolution_output_shape models) lets the kernel decide."""
+    x, w, b = torch.zeros(1, 3, 8, 8), torch.zeros(4, 3, 3, 3), torch.zeros(4, dtype=torch.float64)
+    with torch.backends.mkldnn.flags(enabled=False):
+        with pytest.raises(RuntimeError) as info:
+            torch.nn.functional.conv2d(x, w, b)
+        assert str(info.value).splitlines()[0] == \
+            "Input type (float) and bias type (double) should be the same"
+        assert tuple(torch.convolution(x, w, b, [1], [0], [1], False, [0], 1).shape) == \
+            (1, 4, 6, 6)
+    assert conv(T((1, 3, 8, 8)), T((4, 3, 3, 3)), T((4,), dtype="float64"),
+                env=NOMKL) == (1, 4, 6, 6)
+
+
+def test_python_conv_backend_enum_is_broken():
+    """torch._C._ConvBackend lacks MkldnnTranspose and spells 'MpsTranspose,'; the integer
+    values follow the C++ enum, which ConvBackend.from_torch relies on."""
+    names = set(torch._C._ConvBackend.__members__)
+    assert "MkldnnTranspose" not in names and "MpsTranspose," in names
+    assert ConvBackend.from_torch(torch._C._ConvBackend.MkldnnEmpty) == ConvBackend.MkldnnEmpty
+    x, w = torch.zeros(2, 3, 8, 8), torch.zeros(3, 4, 3, 3)
+    raw = torch._C._select_conv_backend(x, w, None, [1], [0], [1], True, [0], 1)
+    assert int(raw) == 9 and ConvBackend.from_torch(raw) == ConvBackend.MkldnnTranspose
+
+
+def test_depthwise_kernel_flag_decides_cuda_depthwise():
+    """torch >= 2.13 reads torch.backends.cudnn.depthwise_kernel inside use_cudnn_depthwise
+    (upstream source; the H100 records predate the flag)."""
+    base = symconv.preset("cuda-cudnn8")
+    inp = T((8, 64, 56, 56), dtype="float16", device="cuda")
+    wt = T((64, 1, 3, 3), dtype="float16", device="cuda")
+    pick = {k: symconv.select_conv_backend(inp, wt, None, [1], [1], [1], False, [0], 64,
+                                           env=base.replace(cudnn_depthwise_kernel=k))
+            for k in ("auto", "cudnn", "native")}
+    assert pick["cudnn"] == ConvBackend.Cudnn
+    assert pick["native"] == ConvBackend.CudaDepthwise2d
+    assert pick["auto"] == ConvBackend.Cudnn  # filter 3, stride 1: the workload rule says cuDNN
+    old = base.replace(torch_version="2.11.0", cudnn_depthwise_kernel="native")
+    assert symconv.select_conv_backend(inp, wt, None, [1], [1], [1], False, [0], 64,
+                                       env=old) == ConvBackend.Cudnn  # 2.11 has no flag
