@@ -6,8 +6,10 @@ torchvision ResNet-50 (v1.5: stride on the 3x3 convolutions) is timed at every b
 "network" line sums the per-layer times over all 53 convolutions (weighted by how often each
 shape occurs), and a "sequence" line times the 53 convolutions run back to back. Times are the
 minimum over the alternating timings (robust on a shared, throttled machine: a timing can only
-be slowed down by load); the median is kept in the JSON. A "dispatch" line measures the fixed
-per-call cost alone, on a convolution whose kernel takes next to nothing.
+be slowed down by load); the median is kept in the JSON. "paired" is the median difference
+between each symconv timing and the torch timing next to it, relative to torch's time. A
+"dispatch" line measures the fixed per-call cost alone, on a convolution whose kernel takes next
+to nothing; "estimate" is what 53 such costs add to the network's time.
 
     python3 benchmarks/lower_bench.py                       # CPU, batch 1 and 32
     python3 benchmarks/lower_bench.py --device cuda --dtype float16 --channels-last
@@ -116,7 +118,10 @@ def bench_batch(batch: int, device: str, dtype, channels_last: bool, repeat: int
                 for f in order:
                     (tt if f is f_torch else ts).append(_time(f, number, device))
         t_torch, t_sym = min(tt), min(ts)
+        # paired: each symconv timing against the torch timing next to it
+        diff = statistics.median(s_ - t_ for s_, t_ in zip(ts, tt))
         rows.append(dict(layer=name, count=counts[name], backend=backend, identical=same,
+                         paired_diff_us=diff * 1e6, paired_pct=diff / t_torch * 100,
                          torch_us=t_torch * 1e6, symconv_us=t_sym * 1e6,
                          overhead_pct=(t_sym / t_torch - 1) * 100, number=number,
                          torch_median_us=statistics.median(tt) * 1e6,
@@ -125,9 +130,11 @@ def bench_batch(batch: int, device: str, dtype, channels_last: bool, repeat: int
     total_torch = sum(r["torch_us"] * r["count"] for r in rows)
     total_sym = sum(r["symconv_us"] * r["count"] for r in rows)
     seq = _sequence(layers, batch, device, dtype, channels_last, repeat)
+    paired = sum(r["paired_diff_us"] * r["count"] for r in rows)
     return dict(batch=batch, rows=rows, network_torch_us=total_torch,
                 network_symconv_us=total_sym,
-                network_overhead_pct=(total_sym / total_torch - 1) * 100, sequence=seq)
+                network_overhead_pct=(total_sym / total_torch - 1) * 100,
+                network_paired_pct=paired / total_torch * 100, sequence=seq)
 
 
 def _sequence(layers, batch, device, dtype, channels_last, repeat) -> dict:
@@ -204,16 +211,22 @@ def main(argv=None) -> dict:
         results.append(res)
         print(f"\nbatch {batch}")
         print(f"{'layer':28s} {'n':>2s} {'backend':15s} {'torch us':>10s} {'symconv us':>11s} "
-              f"{'overhead':>9s}")
+              f"{'overhead':>9s} {'paired':>8s}")
         for r in res["rows"]:
             flag = "" if r["identical"] else "  (results differ!)"
             print(f"{r['layer']:28s} {r['count']:2d} {r['backend']:15s} {r['torch_us']:10.1f} "
-                  f"{r['symconv_us']:11.1f} {r['overhead_pct']:8.2f}%{flag}")
+                  f"{r['symconv_us']:11.1f} {r['overhead_pct']:8.2f}% {r['paired_pct']:7.2f}%"
+                  f"{flag}")
         print(f"{'network (sum of 53 layers)':47s} {res['network_torch_us']:10.1f} "
-              f"{res['network_symconv_us']:11.1f} {res['network_overhead_pct']:8.2f}%")
+              f"{res['network_symconv_us']:11.1f} {res['network_overhead_pct']:8.2f}% "
+              f"{res['network_paired_pct']:7.2f}%")
         sq = res["sequence"]
         print(f"{'sequence (53 back to back), ms':47s} {sq['torch_ms']:10.3f} "
               f"{sq['symconv_ms']:11.3f} {sq['overhead_pct']:8.2f}%")
+        # what the fixed per-call cost alone adds to the 53 convolutions (not noise-limited)
+        res["estimate_pct"] = 53 * disp["extra_us"] / res["network_torch_us"] * 100
+        print(f"{'estimate: 53 x dispatch cost / network time':58s} "
+              f"{res['estimate_pct']:8.2f}%")
     out = dict(info=info, dispatch=disp, results=results)
     if args.json:
         with open(args.json, "w") as f:

@@ -1230,6 +1230,26 @@ def _torch_backward_kernel(target: ConvBackend, go, inp, w, bias_sizes, stride, 
                 return torch.ops.aten.convolution_backward(go, inp, w, bias_sizes, stride,
                                                            padding, dilation, transposed,
                                                            output_padding, groups, list(mask))
+    if target == B.Cudnn and inp.is_cuda and w.dim() in (4, 5):
+        # torch picks cuDNN for a depthwise convolution only when a tensor is channels-last:
+        # hand cuDNN a channels-last copy of the weight, and the gradients back in the layouts
+        # of the tensors they belong to.
+        mf = torch.channels_last if w.dim() == 4 else torch.channels_last_3d
+        # (not w.contiguous(mf): a [C, 1, k, k] weight is already "channels-last contiguous"
+        # and would keep strides that suggest the contiguous format)
+        w_cl = torch.empty_like(w, memory_format=mf).copy_(w)
+        got = ConvBackend.from_torch(torch._C._select_conv_backend(
+            inp, w_cl, None, stride, padding, dilation, transposed, output_padding, groups,
+            bias_sizes))
+        if got in accepted:
+            gi, gw, gb = torch.ops.aten.convolution_backward(
+                go, inp, w_cl, bias_sizes, stride, padding, dilation, transposed,
+                output_padding, groups, list(mask))
+            if gi is not None:
+                gi = gi.contiguous(memory_format=_suggest_memory_format(inp))
+            if gw is not None:
+                gw = gw.contiguous(memory_format=_suggest_memory_format(w))
+            return gi, gw, gb
     raise ConvError(f"the backward kernel of {target.name} is reachable from Python only "
                     "through aten::convolution_backward, and torch selects "
                     f"{got.name if got is not None else '?'} for these arguments under every "
