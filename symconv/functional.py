@@ -299,28 +299,34 @@ def _output_spec(shape: Sequence[Any], layout: Any, viewed_1d: bool, post: _Post
     return _present(spec)
 
 
-def _dense_like(sizes: Sequence[Any], strides: Sequence[Any]) -> list | None:
-    """The strides TensorIterator gives the output of an elementwise op on one tensor (with a
-    broadcast 0-dim operand): dense, in the order of the input's strides
-    (``reorder_dimensions``' insertion sort; ties go to the smaller size). ``None`` when a
-    symbolic comparison leaves the order undecided."""
+def _dense_like(sizes: Sequence[Any], strides: Sequence[Any], *,
+                infer: bool = False, decide: Callable[[Any], Any] | None = None) -> list | None:
+    """Dense strides in the order of ``strides``: the insertion sort of TensorIterator's
+    ``reorder_dimensions`` (``infer=False``: the output of an elementwise op on one tensor and a
+    broadcast 0-dim operand) or of ``infer_dense_strides`` (``infer=True``: ``empty_like`` of a
+    strided, non-dense tensor; sizes 0 and 1 count as 1). Ties go to the smaller size. A symbolic
+    comparison is put to ``decide`` (which returns True, False or None); ``None`` when one stays
+    undecided."""
     nd = len(sizes)
     perm = list(range(nd - 1, -1, -1))
 
+    def decided(x):
+        t = D.truth(x)
+        if t is None and decide is not None:
+            t = decide(x)
+        if t is None:
+            raise _Undecided
+        return t
+
     def should_swap(d0, d1):
         s0, s1 = strides[d0], strides[d1]
-        z = D.truth(D.or_(D.eq(s0, 0), D.eq(s1, 0)))
-        lt, gt = D.truth(D.lt(s0, s1)), D.truth(D.gt(s0, s1))
-        bigger = D.truth(D.gt(sizes[d0], sizes[d1]))
-        if None in (z, lt, gt, bigger):
-            raise _Undecided
-        if z:
+        if decided(D.or_(D.eq(s0, 0), D.eq(s1, 0))):
             return 0
-        if lt:
+        if decided(D.lt(s0, s1)):
             return -1
-        if gt:
+        if decided(D.gt(s0, s1)):
             return 1
-        return 1 if bigger else 0
+        return 1 if decided(D.gt(sizes[d0], sizes[d1])) else 0
 
     try:
         for i in range(1, nd):
@@ -334,13 +340,13 @@ def _dense_like(sizes: Sequence[Any], strides: Sequence[Any]) -> list | None:
                     break
     except _Undecided:
         return None
-    if perm == list(range(nd - 1, -1, -1)):
-        return list(contiguous_strides(sizes))
+    if not infer and perm == list(range(nd - 1, -1, -1)):
+        return list(contiguous_strides(sizes))  # "inverted": a plain contiguous output
     out: list = [0] * nd
     nxt: Any = 1
     for d in perm:
         out[d] = nxt
-        nxt = nxt * sizes[d]
+        nxt = nxt * (D.max_(sizes[d], 1) if infer else sizes[d])
     return out
 
 
@@ -348,13 +354,32 @@ class _Undecided(Exception):
     pass
 
 
-def _empty_layout(p) -> Callable[[Sequence[Any]], list]:
+def _decider(run: "_Run | None", cond: Any) -> Callable[[Any], Any] | None:
+    """Decide a symbolic comparison where ``cond`` holds (Z3, bounded time)."""
+    if run is None or D.truth(cond) is not None:
+        return None
+    from . import solver
+    facts = _nonneg_facts(run)
+
+    def decide(x):
+        try:
+            if solver.prove(x, cond, *facts, timeout_ms=1000).unsat:
+                return True
+            if solver.prove(D.not_(x), cond, *facts, timeout_ms=1000).unsat:
+                return False
+        except TypeError:  # pragma: no cover - an expression Z3 cannot take
+            return None
+        return None
+    return decide
+
+
+def _empty_layout(p, decide=None) -> Callable[[Sequence[Any]], list]:
     """The Empty backend's output strides (``_convolution``'s ``case ConvBackend::Empty``):
     ``(C == 0 ? input.view(-1) * w : input * w[0]).view(output_size)``. The product follows the
     input's layout; ``view`` of a 0-element tensor keeps the strides only for an unchanged shape,
     else gives contiguous ones."""
     inp = p.ctx.input
-    like = _dense_like(inp.shape, inp.stride())
+    like = _dense_like(inp.shape, inp.stride(), decide=decide)
     if like is None:  # undecided stride order: the input's suggested memory format
         like = list(_strides_for(inp.shape, inp.suggest_memory_format()))
 
@@ -420,7 +445,7 @@ def _thnn_code(inp: TensorSpec, w: TensorSpec) -> Any:
     return D.ite(thnn_conv_use_channels_last(inp, w), MF_CHANNELS_LAST, MF_CONTIGUOUS)
 
 
-def _kernel_layout(p, backend, env) -> Any:
+def _kernel_layout(p, backend, env, decide=None) -> Any:
     """The layout of the output the selected kernel writes (``_convolution``'s switch).
 
     The kernels decide their output format themselves, from the tensors ``_convolution`` hands
@@ -434,7 +459,7 @@ def _kernel_layout(p, backend, env) -> Any:
     from .backends import ConvBackend as B
     ctx = p.ctx
     if backend == B.Empty:
-        return _empty_layout(p)
+        return _empty_layout(p, decide)
     bmf = determine_backend_memory_format(ctx.input, ctx.weight, backend, env)
     if not isinstance(bmf, int):
         # Symbolic: the backend memory format. The kernels' own decision differs from it only
@@ -537,7 +562,8 @@ def _convolution(run: _Run, x: TensorSpec, w: TensorSpec, b: TensorSpec | None, 
             cases.append(c)
             continue
         backend = _RULES_BY_NAME[c.rule].outcome
-        layout = _resolve_code(run, _kernel_layout(p, backend, env), c.condition)
+        layout = _resolve_code(run, _kernel_layout(p, backend, env, _decider(run, c.condition)),
+                               c.condition)
         shape = tuple(c.outcome)
         spec = _output_spec(shape, layout, p.viewed_1d, post, x, requires_grad)
         code = layout if not callable(layout) else spec.suggest_memory_format()
@@ -720,7 +746,8 @@ def _constant_pad_nd(run: _Run, x: TensorSpec, pad: Sequence[Any]) -> TensorSpec
 
 def _clone(x: TensorSpec) -> TensorSpec:
     """``Tensor.clone()`` (preserve_format): the strides of a non-overlapping and dense tensor,
-    else the suggested memory format's."""
+    else ``empty_like``'s: dense strides in the input's dimension order (the suggested memory
+    format where symbolic sizes leave that order undecided)."""
     dense = D.truth(x.is_contiguous())
     if dense is not True and x.ndim in (4, 5):
         dense = D.truth(x.is_contiguous(torch.channels_last if x.ndim == 4
@@ -731,6 +758,11 @@ def _clone(x: TensorSpec) -> TensorSpec:
         return _present(TensorSpec(x.shape, dtype=x.dtype, device=x.device,
                                    requires_grad=x.requires_grad, layout=x.layout,
                                    strides=tuple(x.stride())))
+    like = _dense_like(x.shape, x.stride(), infer=True) if dense is False else None
+    if like is not None:  # empty_like of a strided tensor keeps its dimension order
+        return _present(TensorSpec(x.shape, dtype=x.dtype, device=x.device,
+                                   requires_grad=x.requires_grad, layout=x.layout,
+                                   strides=tuple(like)))
     return _with_format(x, tuple(x.shape), x.suggest_memory_format())
 
 

@@ -277,6 +277,11 @@ MODULE_REGRESSIONS = [
      "module_mf": "channels_last", "input": _t([3, 3, 1, 1], "bfloat16",
                                                memory_format="channels_last"),
      "output_size": None, "flags": {"threads": 2}},
+    # zero kernel and zero batch: the Empty path indexes the empty weight (select())
+    {"kind": "module", "cls": "Conv2d", "ctor": {"in_channels": 2, "out_channels": 3,
+     "kernel_size": 0, "stride": [2, 1], "padding": 3, "dtype": "float64"},
+     "input": _t([0, 2, 5, 3], "float64", requires_grad=True), "output_size": None,
+     "flags": {"threads": 2, "grad": False}},
     # negative out_channels: torch.empty's message
     {"kind": "module", "cls": "Conv2d", "ctor": {"in_channels": 2, "out_channels": -2,
      "kernel_size": 3}, "input": _t([1, 2, 5, 5]), "output_size": None},
@@ -291,6 +296,18 @@ PAD_REGRESSIONS = [
     {"kind": "pad", "input": _t([2, 3, 4]), "pad": [1, 1], "mode": "reflect", "value": 1.0},
     {"kind": "pad", "input": _t([1, 2, 3, 4], memory_format="channels_last"),
      "pad": [1, 1, 1, 1], "mode": "replicate"},
+    # no positive pad: constant_pad_nd returns a clone, which keeps dense strides (here
+    # channels-last strides of a 0-element tensor)
+    {"kind": "pad", "input": _t([5, 0, 0, 0], memory_format="channels_last"), "pad": [0, 0],
+     "mode": "constant"},
+    {"kind": "pad", "input": _t([3, 3, 2, 0], memory_format="channels_last"), "pad": [0, 0],
+     "mode": "constant"},
+    # no positive pad on a non-dense view: clone() keeps the dimension order (empty_like)
+    {"kind": "pad", "input": _t([1, 2, 2, 3], strides=[12, 6, 1, 2]), "pad": [0, -1],
+     "mode": "constant"},
+    # the output requires grad only in grad mode
+    {"kind": "pad", "input": _t([5, 5], requires_grad=True), "pad": [2, -3, 4, 1],
+     "mode": "constant", "value": 1.5, "flags": {"grad": False}},
 ]
 
 
