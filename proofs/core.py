@@ -328,6 +328,16 @@ class Run:
         if replay and eager_replay and replayer is None:
             self.replayer.start()  # the worker imports torch while the proofs run
 
+    def replayable(self, env: str | None) -> bool:
+        """Whether counterexamples found in ``env`` can run on the installed torch."""
+        if env is None:
+            return True
+        cache = self.__dict__.setdefault("_replayable", {})
+        if env not in cache:
+            from .replay import environment_match
+            cache[env] = environment_match(env)[0]
+        return cache[env]
+
     def is_refuted(self, group: "Group") -> bool:
         """Whether the invariant being run already has a counterexample in ``group`` (a
         generator may then skip building that group's remaining obligations)."""
@@ -370,26 +380,30 @@ class Run:
         return r
 
     def small_model(self, ob: Obligation, first: solver.Result, *,
-                    effort_s: float = 1.0) -> dict[str, int]:
-        """Counterexample values, made small and plain with a few more solver calls: first a
-        box search (|v| <= 4, 64, 2**16, 2**34), then each symbol in turn is set to its plain value
-        (1 for sizes, strides, dilations and groups, 0 for paddings) -- or as close to it as a
-        counterexample allows. Gives up improving after ``effort_s`` seconds."""
+                    queries: int = 60, cap_s: float = 4.0) -> dict[str, int]:
+        """Counterexample values, made small and plain with at most ``queries`` more solver
+        calls (short ones; ``cap_s`` seconds in all): first a box search (|v| <= 4, 64,
+        2**16, 2**34), then each symbol in turn is set to its plain value (1 for sizes,
+        strides, dilations and groups, 0 for paddings) -- or as close to it as a
+        counterexample allows. Counting calls rather than seconds keeps the result the same on
+        a busy machine."""
         t0 = time.perf_counter()
         neg = [zs(a) for a in ob.assumptions] + [z3.Not(zs(ob.claim))]
         names = dict(ob.symbols)
+        left = [queries]
 
-        def left_ms() -> int:
-            return int(max(0.0, effort_s - (time.perf_counter() - t0)) * 1000)
+        def ask(*extra, ms):
+            if left[0] <= 0 or time.perf_counter() - t0 > cap_s:
+                return None
+            left[0] -= 1
+            return solver.check(*neg, *extra, timeout_ms=min(self.timeout_ms, ms))
 
         values, box = None, []
-        tiers = (4, 64, 2**16, 2**34)
-        for n_tier, bound in enumerate(tiers):
-            if left_ms() < 50:
-                break
-            share = max(50, left_ms() // (len(tiers) - n_tier))
+        for bound in (4, 64, 2**16, 2**34):
             box = [c for v in names.values() for c in (v >= -bound, v <= bound)]
-            r = solver.check(*neg, *box, timeout_ms=min(self.timeout_ms, share))
+            r = ask(*box, ms=1000)
+            if r is None:
+                break
             if r.sat:
                 values = _values(r.model, names)
                 break
@@ -400,10 +414,11 @@ class Run:
             plain = ob.plain.get(n, plain_value(n))
             if values.get(n) != plain:
                 for c in (0, 2, 16, 256, 2**12, 2**16, 2**24, 2**32):
-                    if c >= abs(values[n] - plain) or left_ms() < 50:
+                    if c >= abs(values[n] - plain):
                         break
-                    r = solver.check(*neg, *fixed, v - plain <= c, plain - v <= c,
-                                     timeout_ms=min(self.timeout_ms, max(50, left_ms())))
+                    r = ask(*fixed, v - plain <= c, plain - v <= c, ms=300)
+                    if r is None:
+                        break
                     if r.sat:
                         values = _values(r.model, names)
                         break
@@ -455,7 +470,12 @@ def run_invariant(inv: Invariant, run: Run) -> InvariantResult:
             # the first counterexamples of an invariant are made small and plain; later groups
             # get a quick bounded search only
             shown = sum(1 for x in groups.values() if x.counterexample is not None)
-            values = run.small_model(ob, r, effort_s=(2.0, 1.0)[shown] if shown < 2 else 0.3)
+            if not run.replayable(ob.group.env):
+                # shown, not run: a quick bounded search is enough
+                values = run.small_model(ob, r, queries=20, cap_s=0.7)
+            else:
+                values = run.small_model(ob, r, queries=60 if shown < 2 else 30,
+                                         cap_s=3.0 if shown < 2 else 1.0)
             label = ob.label
             if ob.relabel is not None:
                 try:

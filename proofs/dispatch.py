@@ -548,8 +548,11 @@ def _unbatched_obligations(run, world_keys, with_format: bool = True):
         if run.is_refuted(group):
             continue
         claim, pre, uw, bw = _pair_claim(run, key, with_format)
-        for piece in (claim.children() if z3.is_and(claim) else [claim]):
-            yield from _pair_obligation(key, piece, pre, uw, bw)
+        pieces = claim.children() if z3.is_and(claim) else [claim]
+        # the first piece says the checks agree; the others are about valid argument sets
+        valid = z3.substitute(zs(bw.valid), (bw.sym.N, z3.IntVal(1)))
+        for n, piece in enumerate(pieces):
+            yield from _pair_obligation(key, piece, pre + ([valid] if n else []), uw, bw)
 
 
 def _pair_obligation(key, claim, pre, uw, bw):

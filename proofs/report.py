@@ -203,7 +203,9 @@ def to_markdown(results: Sequence[InvariantResult], s: Summary, *, command: str)
            "statement. It is proven over unbounded integers (Z3: the negation is unsat, through "
            "`symconv.solver`) from symconv's own formulas, for 1-D, 2-D and 3-D convolutions, "
            "and, for dispatch invariants, in every environment preset and every enumerated "
-           "choice of device, dtype, layout, memory format, transposed and need_backward. "
+           "choice of device, dtype, layout, memory format, transposed and need_backward "
+           "(a statement's text says where its scope is narrower; an expected-refuted dispatch "
+           "statement is shown in one environment the installed torch can replay). "
            "Verdicts: **proved**; **refuted**, with a counterexample that is replayed on the "
            "installed torch; **unknown** (solver timeout; never reported as proved). "
            "`symconv prove` exits 0 exactly when every invariant has its expected verdict.", "",
