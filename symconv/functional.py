@@ -41,7 +41,7 @@ import torch
 
 from . import api as _api
 from . import domain as D
-from .api import Case, prepare
+from .api import Case, _check_cases, prepare
 from .env import Environment
 from .errors import Check, Checker, ConvError, ConvValueError, StopSymbolic, fmt_int, fmt_sizes
 from .kernels import kernel_checks
@@ -506,18 +506,6 @@ def _prune(run: _Run, found: list[Case]) -> list[Case]:
             continue
         kept.append(c)
     return kept
-
-
-def _check_cases(checks: list[Check]) -> list[Case]:
-    """One error case per recorded check: it fails and every earlier one passes."""
-    out = []
-    prefix: Any = True
-    for chk in checks:
-        cond = D.and_(prefix, D.not_(chk.cond))
-        if D.truth(cond) is not False:
-            out.append(Case(cond, chk.failure(), chk.name))
-        prefix = D.and_(prefix, chk.cond)
-    return out
 
 
 def _stopped_output(run: _Run) -> SymbolicOutput:
