@@ -15,7 +15,7 @@ import torch
 from . import domain as D
 from .backends import ConvBackend
 from .env import Environment
-from .errors import Check, Checker, ConvError, StopSymbolic, fmt_int
+from .errors import Check, Checker, ConvError, ConvValueError, StopSymbolic, fmt_int
 from .kernels import kernel_checks
 from .params import ConvParams, expand_param_if_needed
 from .rules import RULES, Ctx, ErrorOutcome, Rule, cases, determine_backend_memory_format, evaluate
@@ -482,7 +482,7 @@ def _symbolic_shape(p: Prepared) -> SymbolicShape:
                 kshape = kernel_checks(outcome, p, kc)
             except StopSymbolic:
                 stopped = True
-            except (ConvError, IndexError, NotImplementedError) as exc:
+            except (ConvError, ConvValueError, IndexError, NotImplementedError) as exc:
                 out.append(Case(c, exc, rule.name))
                 continue
             prefix = c
