@@ -190,7 +190,8 @@ def _mutate_kernel(draw, case):
     if kind == "weight_dtype":
         w["dtype"] = draw(st.sampled_from(KERNEL_DTYPES))
     elif kind == "bias_dtype":
-        n = w["shape"][1] * case["groups"] if case["transposed"] else w["shape"][0]
+        groups = case["groups"] if case["groups"] > 0 else 1  # after the groups0 mutation
+        n = w["shape"][1] * groups if case["transposed"] else w["shape"][0]
         b = case["bias"] or {"shape": [n]}
         b["dtype"] = draw(st.sampled_from(KERNEL_DTYPES))
         case["bias"] = b
