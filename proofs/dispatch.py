@@ -237,7 +237,8 @@ def unsupported_exactly(run):
     """Spatial rank 0 to 4, strided or MKLDNN input: check passes  ⟹
     (reaches "unsupported ConvNd parameters"  ⟺  N ≠ 0 ∧ C ≠ 0 ∧ numel(input) ≠ 0 ∧ input on
     CPU or CUDA ∧ the input the rules see is neither 4-D nor 5-D ∧ ¬use_cudnn ∧ ¬use_miopen ∧
-    ¬use_mkldnn).
+    ¬use_mkldnn ∧ use_mkldnn does not read input.size(3) of a 0-D convolution's 2-D input,
+    which raises IndexError in torch).
 
     The rules see a 1-D convolution's input viewed as 4-D, except an MKLDNN tensor, which
     stays 3-D: so besides 0-D and 4-D convolutions (weights of 2 or 6 dims) the error is
@@ -251,7 +252,8 @@ def unsupported_exactly(run):
                     c.cpu_or_cuda, c.input.ndim not in (4, 5),
                     neg(c.params.use_cudnn(c.input, c.weight, c.env)),
                     neg(c.params.use_miopen(c.input, c.weight, c.bias_sizes is not None, c.env)),
-                    neg(c.params.use_mkldnn(c.input, c.weight, c.env)))
+                    neg(c.params.use_mkldnn(c.input, c.weight, c.env)),
+                    neg(c.params.use_mkldnn_reads_missing_dims(c.input, c.weight, c.env)))
         return iff(_unsupported(w), spec)
 
     def all_keys():

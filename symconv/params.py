@@ -361,6 +361,23 @@ class ConvParams:
             rest = False
         return D.and_(D.not_(big), D.or_(low_precision, rest))
 
+    def use_mkldnn_reads_missing_dims(self, input: TensorSpec, weight: TensorSpec,
+                                      env: Environment):
+        """``use_mkldnn`` evaluates ``input.size(3)`` (the 20480 heuristic, reached when the
+        earlier terms are false) of an input with fewer than 4 dimensions (a 2-D weight gives a
+        2-D input): torch raises ``IndexError`` there."""
+        if input.ndim >= 4 or not env.mkldnn_available or not env.mkldnn_enabled:
+            return False
+        if input.is_mkldnn or not input.is_cpu or input.dtype != torch.float32:
+            return False
+        n = input.size(0)
+        kw, kh = weight.size(-1), weight.size(-2)
+        return D.and_(
+            D.not_(self.is_output_padding_big()) if self.transposed else True,
+            D.or_(self.is_strided(), self.is_dilated(), D.ge(n, 16), D.ne(kw, 1), D.ne(kh, 1),
+                  env.num_threads > 1),
+            D.not_(D.or_(D.gt(self.groups, 1), D.and_(D.gt(kw, 3), D.gt(kh, 3)), D.gt(n, 1))))
+
     def use_nnpack(self, input: TensorSpec, weight: TensorSpec, env: Environment):
         if not env.nnpack_available or not env.nnpack_enabled:
             return False

@@ -46,9 +46,10 @@ class ErrorOutcome:
 
     name: str
     message: Callable[[Ctx], str]
+    error: type = ConvError
 
     def exception(self, ctx: Ctx) -> ConvError:
-        exc = ConvError(self.message(ctx))
+        exc = self.error(self.message(ctx))
         exc.rule = self.name  # type: ignore[attr-defined]
         return exc
 
@@ -105,6 +106,9 @@ USE_MIOPEN = Cond("use_miopen", lambda c: c.params.use_miopen(c.input, c.weight,
                                                                c.bias_sizes is not None, c.env))
 USE_CUDNN = Cond("use_cudnn", lambda c: c.params.use_cudnn(c.input, c.weight, c.env))
 USE_MKLDNN = Cond("use_mkldnn", lambda c: c.params.use_mkldnn(c.input, c.weight, c.env))
+MKLDNN_READS_MISSING_DIMS = Cond(
+    "use_mkldnn reads input.size(3) of an input with fewer than 4 dims",
+    lambda c: c.params.use_mkldnn_reads_missing_dims(c.input, c.weight, c.env))
 USE_XNNPACK = Cond("use_xnnpack", lambda c: c.params.use_xnnpack(c.input, c.weight,
                                                                   c.bias_sizes, c.env))
 USE_WINOGRAD = Cond("use_cpu_depthwise3x3_winograd",
@@ -129,6 +133,10 @@ ZERO_NUMEL_ERROR = ErrorOutcome(
     lambda c: "Only zero batch or zero channel inputs are supported, but got input shape: "
               + fmt_sizes(c.input.shape))
 UNSUPPORTED = ErrorOutcome("unsupported", lambda c: "unsupported ConvNd parameters")
+MKLDNN_DIM_ERROR = ErrorOutcome(
+    "mkldnn_size_index",
+    lambda c: f"Dimension out of range (expected to be in range of [-{c.input.ndim}, "
+              f"{c.input.ndim - 1}], but got 3)", IndexError)
 
 RULES: tuple[Rule, ...] = (
     Rule("mkldnn_empty", B.MkldnnEmpty, (EMPTY, MKLDNN_INPUT)),
@@ -143,6 +151,7 @@ RULES: tuple[Rule, ...] = (
     Rule("cudnn", B.Cudnn, (USE_CUDNN,)),
     Rule("miopen_transpose", B.MiopenTranspose, (USE_MIOPEN, TRANSPOSED)),
     Rule("miopen", B.Miopen, (USE_MIOPEN,)),
+    Rule("mkldnn_size_index", MKLDNN_DIM_ERROR, (MKLDNN_READS_MISSING_DIMS,)),
     Rule("mkldnn_transpose", B.MkldnnTranspose, (USE_MKLDNN, TRANSPOSED)),
     Rule("mkldnn", B.Mkldnn, (USE_MKLDNN,)),
     Rule("xnnpack", B.Xnnpack2d, (NO_BACKWARD, USE_XNNPACK)),
