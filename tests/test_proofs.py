@@ -377,10 +377,16 @@ def test_exit_1_on_an_unexpected_verdict(monkeypatch, capsys):
 
 
 def test_symconv_prove_end_to_end(tmp_path):
-    """The whole catalogue, as CI runs it: exit 0, one line per invariant, JUnit report."""
+    """The whole catalogue, as CI runs it: exit 0, one line per invariant, JUnit report.
+
+    The per-query solver limit is raised to 60 s: this test checks verdicts, not speed, and on
+    a loaded 2-core CI machine a query that takes 2 s when idle once hit the default 10 s
+    (reported, correctly, as unknown). The speed of the default is benchmarks/prove_bench.py's.
+    """
     junit = tmp_path / "prove.xml"
     p = subprocess.run([sys.executable, "-c", "from symconv.cli import main; "
-                        "raise SystemExit(main())", "prove", "--junit", str(junit)],
+                        "raise SystemExit(main())", "prove", "--timeout", "60",
+                        "--junit", str(junit)],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     last = p.stdout.strip().splitlines()[-1]
