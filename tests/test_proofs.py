@@ -380,7 +380,7 @@ def test_symconv_prove_end_to_end(tmp_path):
     """The whole catalogue, as CI runs it: exit 0, one line per invariant, JUnit report.
 
     The per-query solver limit is raised to 60 s: this test checks verdicts, not speed, and on
-    a loaded 2-core CI machine a query that takes 2 s when idle once hit the default 10 s
+    a loaded 2-core machine one query once hit the default 10 s limit
     (reported, correctly, as unknown). The speed of the default is benchmarks/prove_bench.py's.
     """
     junit = tmp_path / "prove.xml"
