@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Environment", "PRESETS", "preset", "parse_version", "preset_names"]
+__all__ = ["Environment", "PRESETS", "preset", "parse_version", "preset_names", "environment_for"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -197,3 +197,20 @@ def preset(name: str) -> Environment:
         raise ValueError(f"unknown environment preset {name!r}; expected one of: "
                          + ", ".join(preset_names()))
     return PRESETS[name][1]
+
+
+def environment_for(name: str, base: Environment | None = None) -> Environment:
+    """A preset name, or a torch version naming a side of a comparison: ``'2.13'``,
+    ``'2.4.0'``, ``'main'`` (the newest upstream profile). A version is ``base`` (default: the
+    ``cpu`` preset) with its ``torch_version`` replaced, so ``--from cuda-h100 --to 2.13`` is
+    the same build on torch 2.13."""
+    from .profiles import torch_version_for, version_names
+    if name == "native" or name in PRESETS:
+        return preset(name)
+    tv = torch_version_for(name)
+    if tv is None:
+        raise ValueError(f"unknown environment preset or torch version {name!r}; expected a "
+                         "preset (" + ", ".join(preset_names()) + "), a version like 2.13, or "
+                         "a profile name (" + ", ".join(version_names()) + ")")
+    env = base if base is not None else PRESETS["cpu"][1]
+    return dataclasses.replace(env, torch_version=tv)

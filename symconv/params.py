@@ -2,7 +2,8 @@
 
 Each method mirrors the C++ method of the same name; branches on sizes are written with
 :mod:`symconv.domain` operations, so one definition answers for ints, SymPy, Z3 and numpy.
-Version differences (torch 2.4 seed vs 2.11+ CUDA rules) are keyed on ``env.version``.
+Version differences are read from the profile table (:mod:`symconv.profiles`): the version
+gates below are derived from it, never written here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from . import domain as D
 from .env import Environment
 from .errors import ConvError, ConvValueError, fmt_sizes
+from .profiles import since
 from .spec import MF_CONTIGUOUS, TensorSpec
 
 __all__ = ["ConvParams", "expand_param_if_needed", "cudnn_conv_suggest_memory_format",
@@ -23,10 +25,16 @@ __all__ = ["ConvParams", "expand_param_if_needed", "cudnn_conv_suggest_memory_fo
 
 MIOPEN_DIM_MAX = 5
 
-# Version profiles: the CUDA rules of torch >= 2.11 (upstream Convolution.cpp, confirmed by the
-# H100 records in tests/data) and the depthwise-kernel flag of torch >= 2.13.
-CUDA_RULES_NEW = (2, 11)
-DEPTHWISE_KERNEL_FLAG = (2, 13)
+# Version gates, derived from the profile table (symconv/profiles.py holds the data and the
+# upstream references): the CUDA rules of torch >= 2.11 (confirmed by the H100 records in
+# tests/data), the depthwise-kernel flag of torch >= 2.13, MIOpen's 64-bit indexing, and the
+# removal of NNPACK / XNNPACK and the MPS conv3d 64-bit path on the newest main.
+CUDA_RULES_NEW = since("cuda_rules", "2.11")
+DEPTHWISE_KERNEL_FLAG = since("depthwise_kernel_flag", True)
+MIOPEN_64BIT = since("miopen_64bit", True)
+NNPACK_REMOVED = since("nnpack", False)
+XNNPACK_REMOVED = since("xnnpack", False)
+MPS_CONV3D_64BIT = since("mps_conv3d_64bit", True)
 
 
 def can_use_32bit_index_math(t: TensorSpec, max_elem: int = D.INT_MAX):
@@ -326,7 +334,7 @@ class ConvParams:
                    env: Environment):
         if env.mobile or not env.compiled_with_miopen or not input.is_cuda:
             return False
-        if env.version >= CUDA_RULES_NEW:
+        if env.version >= MIOPEN_64BIT:
             not_64 = True
         else:
             not_64 = D.not_(self.needs_64bit_indexing_no_split(input, weight))
@@ -379,6 +387,8 @@ class ConvParams:
             D.not_(D.or_(D.gt(self.groups, 1), D.and_(D.gt(kw, 3), D.gt(kh, 3)), D.gt(n, 1))))
 
     def use_nnpack(self, input: TensorSpec, weight: TensorSpec, env: Environment):
+        if env.version >= NNPACK_REMOVED:  # the branch is gone from _select_conv_backend
+            return False
         if not env.nnpack_available or not env.nnpack_enabled:
             return False
         if not (input.is_cpu and input.dtype == torch.float32 and not self.transposed
@@ -393,6 +403,8 @@ class ConvParams:
     def use_xnnpack(self, input: TensorSpec, weight: TensorSpec, bias_sizes, env: Environment):
         """``xnnpack::use_convolution2d`` (mobile builds only; from upstream source)."""
         if not env.mobile or not env.xnnpack_available or self.transposed:
+            return False
+        if env.version >= XNNPACK_REMOVED:
             return False
         if weight.ndim != 4 or input.ndim != 4:
             return False
@@ -416,4 +428,6 @@ class ConvParams:
     def use_mps(self, input: TensorSpec, weight: TensorSpec, env: Environment):
         if not env.mps_available or not input.is_mps:
             return False
+        if env.version >= MPS_CONV3D_64BIT and input.ndim == 5 and not self.transposed:
+            return True  # conv3d forward has a 64-bit-indexed kernel
         return D.not_(self.needs_64bit_indexing_no_split(input, weight))

@@ -13,6 +13,7 @@ from . import domain as D
 from .errors import Checker, ConvShapeError, fmt_bool, fmt_int, fmt_sizes
 from .params import ConvParams
 from .spec import TensorSpec
+from .profiles import since
 
 __all__ = ["conv_output_size", "conv_input_size", "conv_weight_size", "check_shape_forward",
            "check_shape_backward", "calc_output_size", "pooling_same_mode_padding_lr",
@@ -100,10 +101,11 @@ def check_shape_forward(input: TensorSpec, weight_sizes: Sequence[Any], bias: Te
           name="stride_nonpos", error=ConvShapeError)
     check(D.not_(params.is_dilation_neg()), lambda: "dilation should be greater than zero",
           name="dilation_neg", error=ConvShapeError)
-    if version >= (2, 10):  # groups > 0 (PR #165669) and padding bound (PR #162363)
+    if version >= since("groups_positive_check"):  # version gates: symconv/profiles.py
         check(D.gt(groups, 0),
               lambda: f"expected groups to be greater than 0, but got groups={fmt_int(groups)}",
               name="groups_nonpos", error=ConvShapeError)
+    if version >= since("padding_bound_check"):
         for i, p in enumerate(padding):
             check(D.le(p, PADDING_MAX),
                   lambda i=i, p=p: f"Given padding={fmt_int(p)} at dimension {i} , expected "
