@@ -182,9 +182,12 @@ def run_convolution(case: dict) -> dict:
 class ConvWorker:
     """A subprocess that runs ``torch.convolution`` for cases; survives torch crashes."""
 
-    def __init__(self, env: dict | None = None) -> None:
+    def __init__(self, env: dict | None = None, serve: str = "tests.oracle") -> None:
         self.proc: subprocess.Popen | None = None
         self.extra_env = dict(env or {})  # e.g. ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA
+        # the module whose _serve() answers one JSON line per JSON line (other workers reuse
+        # the crash handling, e.g. tests.trace_oracle runs whole models)
+        self.serve = serve
 
     def _start(self) -> None:
         env = dict(os.environ)
@@ -195,7 +198,7 @@ class ConvWorker:
         env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
                                              env.get("PYTHONPATH", "")])
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-c", "import tests.oracle as o; o._serve()"],
+            [sys.executable, "-u", "-c", f"import {self.serve} as o; o._serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
             cwd=os.path.dirname(os.path.dirname(__file__)))
 
