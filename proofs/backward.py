@@ -51,10 +51,11 @@ def backward_checks_are_forward_without_bias(run):
         for version in ((2, 4), (2, 13)):
             for transposed in (False, True):
                 pr = params_of(s, transposed)
-                fwd = _checks(lambda c: S.check_shape_forward(inp, s.weight_shape, bias, pr, c,
-                                                              version=version))
-                bwd = _checks(lambda c: S.check_shape_backward(inp, s.weight_shape, pr, c,
-                                                               version=version))
+                # _checks calls each function at once, inside this iteration
+                fwd = _checks(lambda c: S.check_shape_forward(
+                    inp, s.weight_shape, bias, pr, c, version=version))  # noqa: B023
+                bwd = _checks(lambda c: S.check_shape_backward(
+                    inp, s.weight_shape, pr, c, version=version))  # noqa: B023
                 kept = [c for c in fwd if c.name != "bias_shape"]
                 bias_checks = [c for c in fwd if c.name == "bias_shape"]
                 same_names = [c.name for c in kept] == [c.name for c in bwd]
@@ -160,7 +161,8 @@ def double_backward_output_padding_gives_input(run):
                          [checks_pass(s, False), *base(s), *[o == 0 for o in s.op], numel],
                          s.named(),
                          f"{dims}d", explain=lambda v, op=op, gi=gi: (
-                             f"output padding {[at(t, v) for t in op]}, gI {[at(t, v) for t in gi]}"))
+                             f"output padding {[at(t, v) for t in op]}, "
+                             f"gI {[at(t, v) for t in gi]}"))
         # transposed
         go_t = S.conv_input_size(s.input_shape, s.weight_shape, s.p, s.op, s.s, s.d, s.G)
         gi_t = S.conv_output_size(go_t, s.weight_shape, s.p, s.s, s.d)

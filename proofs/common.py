@@ -3,7 +3,8 @@ term at counterexample values, and torch cases for shape counterexamples."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import z3
 

@@ -18,7 +18,8 @@ import dataclasses
 import inspect
 import os
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 import z3
 
@@ -78,7 +79,8 @@ class ConvSymbols:
 
     def __post_init__(self):
         sfx = self.suffix
-        self.N, self.C, self.O, self.I, self.G = (z3.Int(n + sfx) for n in ("N", "C", "O", "I", "G"))
+        self.N, self.C, self.O, self.I, self.G = (z3.Int(n + sfx)
+                                                  for n in ("N", "C", "O", "I", "G"))
         r = range(self.dims)
         self.x = [z3.Int(f"x{i}{sfx}") for i in r]
         self.k = [z3.Int(f"k{i}{sfx}") for i in r]
@@ -196,7 +198,7 @@ class GroupResult:
 
 @dataclasses.dataclass
 class InvariantResult:
-    invariant: "Invariant"
+    invariant: Invariant
     groups: list[GroupResult]
     seconds: float
     error: str = ""
@@ -251,7 +253,7 @@ class InvariantResult:
 @dataclasses.dataclass
 class Invariant:
     name: str
-    fn: Callable[["Run"], Iterable[Obligation]]
+    fn: Callable[[Run], Iterable[Obligation]]
     item: str
     expect: Callable[[Group], str | None]
     default_expected: str
@@ -304,7 +306,7 @@ class Run:
 
     def __init__(self, *, dims: Sequence[int] = (1, 2, 3), envs: Sequence[str] | None = None,
                  profiles: Sequence[str] | None = None, timeout_ms: int | None = None,
-                 replay: bool = True, cache=None, replayer: "Run | None" = None,
+                 replay: bool = True, cache=None, replayer: Run | None = None,
                  eager_replay: bool = True, all_envs: Sequence[str] | None = None) -> None:
         """``envs``: the environments of per-environment invariants (default: symconv's
         presets); ``profiles``: proof-only profiles the invariants that need them add (default:
@@ -338,7 +340,7 @@ class Run:
             cache[env] = environment_match(env)[0]
         return cache[env]
 
-    def is_refuted(self, group: "Group") -> bool:
+    def is_refuted(self, group: Group) -> bool:
         """Whether the invariant being run already has a counterexample in ``group`` (a
         generator may then skip building that group's remaining obligations)."""
         return group in self._refuted

@@ -10,7 +10,8 @@ choice of device, dtype, layout, memory format, transposed and need_backward (se
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 import torch
 import z3
@@ -73,7 +74,7 @@ def obligations(run, world_keys: Iterable[WorldKey], claim: Callable[[World], An
             continue
         # worlds often give the very same formulas (Z3 terms are hash-consed): keep one each
         seen, parts = set(), []
-        for w, c, pre in live:
+        for _w, c, pre in live:
             zc = zs(c)
             pieces = zc.children() if split and z3.is_and(zc) else [zc]
             for piece in pieces:
@@ -697,7 +698,7 @@ def memory_format_channels_last_exactly(run):
     never for any other backend (NnpackSpatial, Slow3d, SlowDilated3d, SlowTranspose3d, the
     depthwise and empty backends, Winograd, XNNPACK, MPS).
 
-    Tensors are the (1-D-viewed) ones _convolution passes; devices cpu, cuda, xpu."""
+    Tensors are the (1-D-viewed) ones _convolution passes; devices cpu, cuda, xpu."""  # noqa: E501 (statement lines as docs/proofs.md shows them)
     def claim(w):
         parts = []
         for b in B:

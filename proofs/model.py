@@ -11,7 +11,8 @@ seed's branch for right < left, which same_padding_split_balanced proves unreach
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from symconv import domain as D
 from symconv import shapes as S

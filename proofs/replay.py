@@ -191,7 +191,8 @@ def _symconv_select(case: dict) -> str:
         be = symconv.select_conv_backend(*a, env=env, need_backward=case.get("need_backward"),
                                          bias_sizes=case.get("bias_sizes"))
     except (symconv.ConvError, ConvValueError, IndexError) as e:
-        return f"_select_conv_backend raised {'RuntimeError' if isinstance(e, symconv.ConvError) else type(e).__name__}: {_first_line(e)}"
+        kind = "RuntimeError" if isinstance(e, symconv.ConvError) else type(e).__name__
+        return f"_select_conv_backend raised {kind}: {_first_line(e)}"
     mf = symconv.determine_backend_memory_format(a[0], a[1], be, env=env)
     return f"_select_conv_backend -> {be.name} (memory format {_MF_NAME[mf]})"
 
@@ -203,7 +204,8 @@ def _spec_args(case: dict):
         if t is None:
             return None
         return TensorSpec(tuple(t["shape"]), dtype=_DT[t.get("dtype", "float32")],
-                          device=t.get("device", "cpu"), requires_grad=t.get("requires_grad", False),
+                          device=t.get("device", "cpu"),
+                          requires_grad=t.get("requires_grad", False),
                           memory_format=_MF[t.get("memory_format", "contiguous")],
                           layout=torch._mkldnn if t.get("mkldnn") else torch.strided,
                           strides=tuple(t["strides"]) if t.get("strides") is not None else None)

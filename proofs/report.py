@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 from .core import PROVED, REFUTED, UNKNOWN, InvariantResult

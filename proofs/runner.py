@@ -15,7 +15,7 @@ import os
 import queue
 import time
 import traceback
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from . import core, worlds
 

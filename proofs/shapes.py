@@ -139,7 +139,7 @@ def roundtrip_recovers_input(run):
     ⟹  conv_input_size(y, w, p, op, s, d, G) = [N, C, x_1, ..., x_n].
 
     The transposed convolution with the same weight and parameters and this output padding
-    gives back the input's channels and every spatial size."""
+    gives back the input's channels and every spatial size."""  # noqa: E501 (statement lines as docs/proofs.md shows them)
     for dims in run.dims:
         s = ConvSymbols(dims)
         y = _fwd_out(s)
@@ -195,7 +195,7 @@ def weight_size_roundtrip(run):
     ⟹  conv_weight_size(x, y, p, op, s, d, G) = [O, I, k_1, ..., k_n].
 
     The weight-gradient kernels size grad_weight from the input and grad_output; they recover
-    the weight's shape. (Dilation 0 passes the checks, but every kernel rejects it.)"""
+    the weight's shape. (Dilation 0 passes the checks, but every kernel rejects it.)"""  # noqa: E501 (statement lines as docs/proofs.md shows them)
     for dims in run.dims:
         s = ConvSymbols(dims)
         y = _fwd_out(s)
@@ -216,7 +216,7 @@ def same_padding_keeps_size(run):
     and convolution_same's padded input x'_i = x_i + (r_i − l_i) and padding q_i = (l_i if r_i > l_i else r_i):
     check passes for (x', q)  ⟹  ∀i: conv_output_size(x', q)_i = x_i.
 
-    padding='same' keeps every spatial size wherever torch accepts it."""
+    padding='same' keeps every spatial size wherever torch accepts it."""  # noqa: E501 (statement lines as docs/proofs.md shows them)
     for dims in run.dims:
         s = ConvSymbols(dims)
         sizes, pad = model.convolution_same(s.input_shape, s.weight_shape, s.d)

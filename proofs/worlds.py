@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import z3
@@ -24,8 +25,8 @@ from symconv.spec import TensorSpec
 
 from .core import ConvSymbols
 
-__all__ = ["PROFILES", "ENV_NAMES", "PRESET_NAMES", "WorldKey", "World", "WorldCache", "keys", "DTYPES",
-           "profile", "describe_env"]
+__all__ = ["PROFILES", "ENV_NAMES", "PRESET_NAMES", "WorldKey", "World", "WorldCache", "keys",
+           "DTYPES", "profile", "describe_env"]
 
 # Environments: symconv's presets, plus proof-only profiles for versions no preset covers.
 PROFILES: dict[str, tuple[str, Environment]] = dict(PRESETS)
@@ -155,7 +156,7 @@ class _Base:
     """Everything of a world but need_backward: the prepared call and a memo of the rule
     conditions that do not read need_backward."""
 
-    def __init__(self, key: "WorldKey") -> None:
+    def __init__(self, key: WorldKey) -> None:
         self.key = key
         self.env = profile(key.env)
         self.sym = ConvSymbols(key.dims)

@@ -36,12 +36,12 @@ class ConvBackend(enum.IntEnum):
     MpsTranspose = 22
 
     @classmethod
-    def from_torch(cls, value) -> "ConvBackend":
+    def from_torch(cls, value) -> ConvBackend:
         """Map a ``torch._C._ConvBackend`` (or its ``int``) to the C++ enumerator."""
         return cls(int(value))
 
     @classmethod
-    def parse(cls, name: str) -> "ConvBackend":
+    def parse(cls, name: str) -> ConvBackend:
         """Look a backend up by name, case-insensitively; ``ValueError`` names the choices."""
         for b in cls:
             if b.name.lower() == str(name).strip().lower():

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 import sympy
@@ -138,7 +139,7 @@ class TruncDiv(sympy.Function):
     is_integer = True
 
     @classmethod
-    def eval(cls, a, b):  # noqa: D102 - sympy protocol
+    def eval(cls, a, b):
         if a.is_Integer and b.is_Integer:
             if b == 0:
                 raise ZeroDivisionError("integer division by zero")
@@ -161,7 +162,7 @@ class TruncMod(sympy.Function):
     is_integer = True
 
     @classmethod
-    def eval(cls, a, b):  # noqa: D102
+    def eval(cls, a, b):
         if a.is_Integer and b.is_Integer:
             if b == 0:
                 raise ZeroDivisionError("integer modulo by zero")
@@ -185,7 +186,7 @@ class Ite(sympy.Function):
     is_integer = True
 
     @classmethod
-    def eval(cls, c, a, b):  # noqa: D102
+    def eval(cls, c, a, b):
         if c is sympy.true:
             return a
         if c is sympy.false:
@@ -496,7 +497,8 @@ def ite(c, a, b):
     k = kind(c, a, b)
     if k == SYMPY:
         a, b = _sp(a), _sp(b)
-        if isinstance(a, sympy.logic.boolalg.Boolean) and isinstance(b, sympy.logic.boolalg.Boolean):
+        Boolean = sympy.logic.boolalg.Boolean
+        if isinstance(a, Boolean) and isinstance(b, Boolean):
             return sympy.ITE(c, a, b, evaluate=False)
         return Ite(c, a, b)
     if k == Z3:

@@ -9,7 +9,8 @@ message.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from . import domain as D
 
@@ -21,7 +22,7 @@ class ConvError(RuntimeError):
     """An error torch raises (``RuntimeError``) for these convolution arguments; its first line
     is torch's first line."""
 
-    check: "Check | None" = None
+    check: Check | None = None
 
 
 class ConvShapeError(ConvError):

@@ -25,7 +25,8 @@ Conventions:
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 import torch
 
@@ -125,7 +126,7 @@ def scalar_type_name(dtype: torch.dtype) -> str:
     return _SCALAR_NAMES.get(dtype, str(dtype).replace("torch.", ""))
 
 
-def type_string(t: "TensorSpec") -> str:
+def type_string(t: TensorSpec) -> str:
     """``Tensor::toString()`` as torch prints it in 'Input type (...)' messages."""
     name = scalar_type_name(t.dtype)
     if t.is_mkldnn:
@@ -139,7 +140,7 @@ def type_string(t: "TensorSpec") -> str:
     return f"{backend}{name}Type"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def result_type(dim: torch.dtype, zero_dim: torch.dtype | None = None,
                 other_dim: torch.dtype | None = None) -> torch.dtype:
     """``at::result_type`` of a dimensioned tensor of dtype ``dim`` with a 0-dim tensor
@@ -295,7 +296,7 @@ class _Args:
     """The kernel's view of one call: sizes (per group where the backend is grouped),
     dtypes and parameters."""
 
-    def __init__(self, p: "Prepared", grouped: bool):
+    def __init__(self, p: Prepared, grouped: bool):
         ctx = p.ctx
         pr = ctx.params
         g = pr.groups
@@ -321,7 +322,7 @@ class _Args:
         self.transposed = pr.transposed
 
 
-def _empty_path(p: "Prepared", check: Checker):
+def _empty_path(p: Prepared, check: Checker):
     """``case ConvBackend::Empty`` of ``_convolution``."""
     ctx = p.ctx
     inp, w, bias = ctx.input, ctx.weight, ctx.bias
@@ -383,14 +384,14 @@ def _view_infer(check: Checker, shape: Sequence[Any], numel: Any, where: str) ->
                         f"{fmt_int(numel)}", name=f"{where}_numel")
 
 
-def _autograd_complex(check: Checker, p: "Prepared", out_dtype: torch.dtype, guard: Any = True):
+def _autograd_complex(check: Checker, p: Prepared, out_dtype: torch.dtype, guard: Any = True):
     """The autograd kernel of ``convolution``: complex outputs that require grad are refused
     after the forward ran (``throw_error_for_complex_autograd``)."""
     bad = bool(p.ctx.need_backward) and out_dtype.is_complex
     check(D.or_(D.not_(guard), not bad), lambda: AUTOGRAD_COMPLEX, name="autograd_complex")
 
 
-def _same_type(a: "TensorSpec", b: "TensorSpec") -> bool:
+def _same_type(a: TensorSpec, b: TensorSpec) -> bool:
     """``TensorOptions::type_equal``: same backend (device and layout) and dtype."""
     return a.dtype == b.dtype and a.device == b.device and a.layout == b.layout
 
@@ -472,7 +473,7 @@ class _Layout:
                 fn(c)
 
 
-def _mkldnn(p: "Prepared", check: Checker):
+def _mkldnn(p: Prepared, check: Checker):
     """``mkldnn_convolution`` (``mkldnn/Conv.cpp``)."""
     a = _Args(p, grouped=False)
     _check_same_type_as_parameters(check, a, mkldnn=True)
@@ -507,7 +508,7 @@ def _mkldnn_dst(check: Checker, out: Sequence[Any], itemsize: int, lay: _Layout,
     lay.run(check, on_cl, on_contiguous)
 
 
-def _mkldnn_transpose(p: "Prepared", check: Checker):
+def _mkldnn_transpose(p: Prepared, check: Checker):
     """``mkldnn_convolution_transpose`` (``mkldnn/Conv.cpp``, ideep deconvolution)."""
     a = _Args(p, grouped=False)
     _check_same_type_as_parameters(check, a, mkldnn=True)
@@ -600,7 +601,7 @@ def _slow2d(a: _Args, check: Checker):
 
 def _dilated(a: _Args, check: Checker, dim: int):
     """``slow_conv_dilated{2,3}d_cpu`` (``NaiveDilatedConvolution.cpp``), per group."""
-    N, C = a.inp[0], a.inp[1]
+    N = a.inp[0]
     kernel = a.w[2:]
     check(D.all_(D.gt(k, 0) for k in kernel),
           lambda: f"kernel size should be greater than zero, but got {fmt_sizes(kernel)}",
@@ -640,7 +641,7 @@ def _transpose_out64(in_size, k, s, p, op, d):
 def _slow_transpose2d(a: _Args, check: Checker):
     """``slow_conv_transpose2d`` (``NaiveConvolutionTranspose2d.cpp``: meta, then impl),
     per group."""
-    N, C, H, W = a.inp
+    N, _C, H, W = a.inp
     kh, kw = (wrap32(x) for x in a.w[2:])
     sh, sw = (wrap32(x) for x in a.stride)
     ph, pw = (wrap32(x) for x in a.padding)
@@ -694,7 +695,7 @@ def _slow_transpose2d(a: _Args, check: Checker):
 def _slow_transpose3d(a: _Args, check: Checker):
     """``slow_conv_transpose3d_out_cpu_template`` (``NaiveConvolutionTranspose3d.cpp``),
     per group."""
-    N, C, Dd, H, W = a.inp
+    N, _C, Dd, H, W = a.inp
     kd, kh, kw = (wrap32(x) for x in a.w[2:])
     sd, sh, sw = (wrap32(x) for x in a.stride)
     pd, ph, pw = (wrap32(x) for x in a.padding)
@@ -750,7 +751,7 @@ def _slow3d(a: _Args, check: Checker):
     """``slow_conv3d_forward_out_cpu`` (``ConvolutionMM3d.cpp``); groups handled inside."""
     N, C, Dd, H, W = a.inp
     O, I, kd, kh, kw = a.w
-    sd, sh, sw = a.stride
+    _sd, _sh, _sw = a.stride
     pd, ph, pw = a.padding
     groups = D.ite(D.gt(I, 0), D.cdiv(C, D.max_(I, 1)), 0)
     check(D.and_(D.gt(kw, 0), D.gt(kh, 0), D.gt(kd, 0)),
@@ -799,7 +800,7 @@ _GROUPED = {
 }
 
 
-def _grouped(backend: B, p: "Prepared", check: Checker):
+def _grouped(backend: B, p: Prepared, check: Checker):
     """The backends without native groups: the kernel runs on each group's slices (all alike,
     so the first group's checks decide) and the outputs are concatenated along dim 1."""
     a = _Args(p, grouped=True)
@@ -812,7 +813,7 @@ def _grouped(backend: B, p: "Prepared", check: Checker):
     return out
 
 
-def kernel_checks(backend: Any, p: "Prepared", check: Checker):
+def kernel_checks(backend: Any, p: Prepared, check: Checker):
     """Raise (or record, for symbols) the errors the kernel for ``backend`` raises, in torch's
     order, and return the output shape it produces (``None``: ``calc_output_size``)."""
     if backend in (B.Empty, B.MkldnnEmpty):
@@ -840,7 +841,7 @@ def kernel_checks(backend: Any, p: "Prepared", check: Checker):
     return _view3d(p, out)
 
 
-def _view3d(p: "Prepared", out: Sequence[Any]) -> list:
+def _view3d(p: Prepared, out: Sequence[Any]) -> list:
     out = list(out)
     if p.viewed_1d:
         out = out[:2] + out[3:]

@@ -136,7 +136,7 @@ _DEFAULTS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True
 
 
 def _bind(kind: str, args: tuple, kwargs: dict) -> dict:
-    n, transposed, lazy = MODULE_CLASSES[kind]
+    _n, transposed, lazy = MODULE_CLASSES[kind]
     names = list(_SIGNATURES[transposed])
     if lazy:
         names = names[1:]  # no in_channels
@@ -277,7 +277,7 @@ def _param_spec(shape, dtype, device) -> TensorSpec | None:
 
 def _from_instance(m: torch.nn.Module) -> ModuleSpec:
     cls_name, kind = _kind_of(m)
-    n, transposed, lazy = MODULE_CLASSES[kind]
+    _n, _transposed, lazy = MODULE_CLASSES[kind]
     from torch.nn.parameter import UninitializedParameter
     uninit = isinstance(m.weight, UninitializedParameter)
     if lazy and uninit:

@@ -10,7 +10,8 @@ and 1 change the answer).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import sympy
@@ -123,7 +124,8 @@ class TensorSpec:
 
     def __post_init__(self):
         shape = self.shape
-        if isinstance(shape, (int, str)) or not isinstance(shape, Sequence) and not isinstance(shape, torch.Size):
+        if isinstance(shape, (int, str)) or (not isinstance(shape, Sequence)
+                                             and not isinstance(shape, torch.Size)):
             raise TypeError(f"shape must be a sequence of sizes, got {type(shape).__name__}")
         shape = tuple(_parse_dim(s, f"shape[{i}]") for i, s in enumerate(shape))
         for i, s in enumerate(shape):
@@ -143,7 +145,8 @@ class TensorSpec:
         if code == MF_CHANNELS_LAST and len(shape) != 4:
             raise ValueError(f"memory_format=channels_last needs a 4-D shape, got {len(shape)}-D")
         if code == MF_CHANNELS_LAST_3D and len(shape) != 5:
-            raise ValueError(f"memory_format=channels_last_3d needs a 5-D shape, got {len(shape)}-D")
+            raise ValueError("memory_format=channels_last_3d needs a 5-D shape, "
+                             f"got {len(shape)}-D")
         if code == MF_PRESERVE:
             raise ValueError("memory_format=preserve_format does not describe a tensor")
         object.__setattr__(self, "memory_format", mf)
@@ -158,7 +161,7 @@ class TensorSpec:
 
     # ---- construction
     @classmethod
-    def from_tensor(cls, t: torch.Tensor) -> "TensorSpec":
+    def from_tensor(cls, t: torch.Tensor) -> TensorSpec:
         strides = None if t.layout != torch.strided else tuple(t.stride())
         return cls(tuple(t.shape), dtype=t.dtype, device=t.device.type,
                    requires_grad=t.requires_grad, layout=t.layout, strides=strides)
@@ -238,7 +241,7 @@ class TensorSpec:
     def is_sparse(self) -> bool:
         return self.layout == torch.sparse_coo
 
-    def replace(self, **kw) -> "TensorSpec":
+    def replace(self, **kw) -> TensorSpec:
         return dataclasses.replace(self, **kw)
 
     # ---- strides and memory formats (c10/core/MemoryFormat.h, TensorImpl)
@@ -321,7 +324,7 @@ def contiguous_strides(sizes: Sequence[Any]) -> tuple:
 
 
 def channels_last_strides_2d(sizes: Sequence[Any]) -> tuple:
-    n, c, h, w = sizes
+    _n, c, h, w = sizes
     s1 = 1
     s3 = c
     s2 = s3 * w
@@ -330,7 +333,7 @@ def channels_last_strides_2d(sizes: Sequence[Any]) -> tuple:
 
 
 def channels_last_strides_3d(sizes: Sequence[Any]) -> tuple:
-    n, c, d, h, w = sizes
+    _n, c, d, h, w = sizes
     s1 = 1
     s4 = c
     s3 = s4 * w

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
 
 import torch
 import z3

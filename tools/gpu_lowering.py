@@ -39,11 +39,11 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-import symconv  # noqa: E402
-from symconv import ConvBackend, ConvError  # noqa: E402
-from symconv import lowering as L  # noqa: E402
+import symconv
+from symconv import ConvBackend, ConvError
+from symconv import lowering as L
 
 SEED = 20261125
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,

@@ -289,7 +289,7 @@ def estimated_output_numel(cfg):
                     return 0
                 out.append((inp[i + 2] + 2 * pd[i] - dl[i] * (w[i + 2] - 1) - 1) // st[i] + 1)
         return prod(max(o, 0) for o in out)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a size estimate only: any odd configuration counts as 0
         return 0
 
 
@@ -392,8 +392,8 @@ def gen_random(rng, n):
         wt = mk(wshape, dtype, rng, p_cl=0.3)
         bias = mk([C_out], dtype, rng, layout=False) if rng.random() < 0.5 else None
         # parameters as passed: sometimes a single-element list that torch expands
-        def maybe_short(v):
-            return [v[0]] if (d > 1 and len(set(v)) == 1 and rng.random() < 0.15) else v
+        def maybe_short(v):  # called at once, inside this iteration (so d is this one's)
+            return [v[0]] if (d > 1 and len(set(v)) == 1 and rng.random() < 0.15) else v  # noqa: B023
         out.append(make_cfg("random", inp, wt, bias, maybe_short(s), maybe_short(p),
                             maybe_short(dl), transposed, maybe_short(op), groups,
                             random_flags(rng, 0.45)))
@@ -492,7 +492,7 @@ def gen_huge(rng, n):
         groups = 1
         if kind == "per_sample_input":
             C = rng.choice([1, 2, 4, 8, 64])
-            HW = int(math.isqrt((2**31 + rng.randint(0, 2**30)) // C)) + 1
+            HW = math.isqrt((2**31 + rng.randint(0, 2**30)) // C) + 1
             ishape = [rng.choice([1, 2, 4]), C, HW, HW]
             wshape = [rng.choice([1, 4]), C, 3, 3]
             s, p, dl = [1, 1], [1, 1], [1, 1]
@@ -524,7 +524,7 @@ def gen_huge(rng, n):
             s, p, dl = [1, 1], [0, 0], [1, 1]
         elif kind == "depthwise":
             C = rng.choice([32, 64, 256, 1024])
-            HW = int(math.isqrt(2**31 // C)) + rng.randint(1, 500)
+            HW = math.isqrt(2**31 // C) + rng.randint(1, 500)
             ishape = [rng.choice([1, 2]), C, HW, HW]
             wshape = [C, 1, 3, 3]
             s, p, dl = [rng.choice([1, 2])] * 2, [1, 1], [1, 1]
@@ -532,13 +532,13 @@ def gen_huge(rng, n):
             dtype = pick(rng, [("float16", 70), ("float32", 30)])
         elif kind == "three_d":
             C = rng.choice([1, 8])
-            D = int(round((2**31 // C) ** (1 / 3))) + rng.randint(1, 50)
+            D = round((2**31 // C) ** (1 / 3)) + rng.randint(1, 50)
             ishape = [1, C, D, D, D]
             wshape = [rng.choice([1, 4]), C, 3, 3, 3]
             s, p, dl = [1] * 3, [1] * 3, [1] * 3
         else:  # transposed_input
             C = rng.choice([1, 4])
-            HW = int(math.isqrt(2**31 // C)) + rng.randint(1, 1000)
+            HW = math.isqrt(2**31 // C) + rng.randint(1, 1000)
             ishape = [1, C, HW, HW]
             wshape = [C, rng.choice([1, 2]), 2, 2]
             s, p, dl = [1, 1], [0, 0], [1, 1]
@@ -573,7 +573,6 @@ def gen_huge(rng, n):
             inp = as_strided_spec(ishape, st, dtype, requires_grad=float_rg(rng, dtype, 0.3))
         elif how == "as_strided_cl_bcast":
             C = ishape[1]
-            W = ishape[-1]
             st = [0, 1] + [0] * (d - 1) + [C]
             inp = as_strided_spec(ishape, st, dtype, requires_grad=float_rg(rng, dtype, 0.3))
         else:  # as_strided_bcast_hw
@@ -733,7 +732,7 @@ def gen_empty(rng, n):
         sub = subs[i % len(subs)]
         transposed = sub.endswith("transposed")
         v = valid_small(rng, transposed=transposed)
-        d, dtype = v["d"], rng.choice(["float16", "bfloat16", "float32", "float64", "complex64"])
+        dtype = rng.choice(["float16", "bfloat16", "float32", "float64", "complex64"])
         ishape, wshape = list(v["ishape"]), list(v["wshape"])
         g = v["groups"]
         if sub in ("zero_batch", "zero_batch_transposed"):
@@ -1025,13 +1024,13 @@ class ForwardRunner:
                 self.proc.kill()
                 self.proc.join(5)
                 self.proc = None
-                return {"crash": "timeout after %.0f s" % self.timeout}
+                return {"crash": f"timeout after {self.timeout:.0f} s"}
             res = self.conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             self.proc.join(5)
             code = self.proc.exitcode
             self.proc = None
-            return {"crash": "child died, exit code %s" % code}
+            return {"crash": f"child died, exit code {code}"}
         if "sticky_cuda_error" in res:
             self.proc.join(5)
             self.proc = None
@@ -1255,7 +1254,7 @@ def main():
     t3 = time.time()
     doc["timing_s"] = {"select": round(t2 - t1, 2), "grid": round(t3 - t2, 2)}
     write_out(args.out, doc)
-    print("selection phase written (%.1fs select, %.1fs grid)" % (t2 - t1, t3 - t2), flush=True)
+    print(f"selection phase written ({t2 - t1:.1f}s select, {t3 - t2:.1f}s grid)", flush=True)
 
     # forward runs in a child process, in a shuffled order so that a budget cut is unbiased
     if not args.no_forward:
