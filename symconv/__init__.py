@@ -38,3 +38,5 @@ def __getattr__(name):
 from .queries import explain, reach  # noqa: E402
 
 __all__ += ["reach", "explain"]
+from .tracing import Trace, trace  # noqa: E402
+__all__ += ["trace", "Trace"]

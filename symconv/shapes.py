@@ -17,7 +17,8 @@ from .profiles import since
 
 __all__ = ["conv_output_size", "conv_input_size", "conv_weight_size", "check_shape_forward",
            "check_shape_backward", "calc_output_size", "pooling_same_mode_padding_lr",
-           "PADDING_MAX"]
+           "PADDING_MAX", "pooling_output_shape", "pooling_output_shape_pad_lr",
+           "pool2d_shape_check", "pool3d_shape_check"]
 
 PADDING_MAX = D.INT64_MAX // 2  # torch >= 2.5: 'expected padding to be at most ...'
 
@@ -170,3 +171,108 @@ def check_shape_backward(input: TensorSpec, weight_sizes: Sequence[Any], params:
                          check: Checker, *, version=(2, 13)) -> None:
     """``check_shape_backward``: the forward checks without a bias."""
     check_shape_forward(input, weight_sizes, None, params, check, version=version)
+
+
+# --------------------------------------------------------------------------------------
+# Pooling (ATen/native/Pool.h): output sizes and the shape checks, torch's messages.
+# ``check(passes, message_fn, error=RuntimeError)`` records or raises, as the caller decides.
+
+
+def pooling_output_shape_pad_lr(input_size, kernel_size, pad_l, pad_r, stride, dilation,
+                                ceil_mode: bool):
+    """``pooling_output_shape_pad_lr``: ``div_rtn`` (floor) of the padded extent by the stride,
+    plus one; in ceil mode rounded up, then one less where the last window would start in the
+    right padding."""
+    out = D.floordiv(input_size + pad_l + pad_r - dilation * (kernel_size - 1) - 1
+                     + ((stride - 1) if ceil_mode else 0), stride) + 1
+    if ceil_mode:
+        out = D.ite(D.ge((out - 1) * stride, input_size + pad_l), out - 1, out)
+    return out
+
+
+def pooling_output_shape(input_size, kernel_size, pad, stride, dilation, ceil_mode: bool, *,
+                         check):
+    """``pooling_output_shape`` with its three checks (stride, pad sign, pad bound)."""
+    check(D.ne(stride, 0), lambda: "stride should not be zero")
+    check(D.ge(pad, 0), lambda: f"pad must be non-negative, but got pad: {fmt_int(pad)}")
+    check(D.le(pad, D.cdiv((kernel_size - 1) * dilation + 1, 2)),
+          lambda: f"pad should be at most half of effective kernel size, but got pad="
+                  f"{fmt_int(pad)}, kernel_size={fmt_int(kernel_size)} and dilation="
+                  f"{fmt_int(dilation)}")
+    return pooling_output_shape_pad_lr(input_size, kernel_size, pad, pad, stride, dilation,
+                                       ceil_mode)
+
+
+def pool2d_shape_check(sizes, kH, kW, dH, dW, padH, padW, dilationH, dilationW, n_input_plane,
+                       input_height, input_width, output_height, output_width, *, check,
+                       channels_last: bool = False):
+    """``pool2d_shape_check`` (max and average pooling, 2-d, forward)."""
+    ndim = len(sizes)
+    check(D.and_(D.gt(kW, 0), D.gt(kH, 0)),
+          lambda: f"kernel size should be greater than zero, but got kH: {fmt_int(kH)} kW: "
+                  f"{fmt_int(kW)}")
+    check(D.and_(D.gt(dW, 0), D.gt(dH, 0)),
+          lambda: f"stride should be greater than zero, but got dH: {fmt_int(dH)} dW: "
+                  f"{fmt_int(dW)}")
+    check(D.and_(D.gt(dilationH, 0), D.gt(dilationW, 0)),
+          lambda: f"dilation should be greater than zero, but got dilationH: "
+                  f"{fmt_int(dilationH)} dilationW: {fmt_int(dilationW)}")
+    valid_dims = D.and_(D.ne(sizes[1], 0), D.ne(sizes[2], 0))
+    if channels_last:
+        check(D.and_(ndim == 4, valid_dims, D.ne(sizes[3], 0)) if ndim == 4 else False,
+              lambda: "Expected 4D (batch mode) tensor expected for input with channels_last "
+                      "layout with optional 0 dim batch size for input, but got: "
+                      + fmt_sizes(sizes))
+    else:
+        ok3 = D.and_(D.ne(sizes[0], 0), valid_dims) if ndim == 3 else False
+        ok4 = D.and_(valid_dims, D.ne(sizes[3], 0)) if ndim == 4 else False
+        check(D.or_(ok3, ok4),
+              lambda: "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size for "
+                      "input, but got:" + fmt_sizes(sizes))
+    check(D.and_(D.ge(D.cdiv(kW, 2), padW), D.ge(D.cdiv(kH, 2), padH)),
+          lambda: f"pad should be smaller than or equal to half of kernel size, but got padW = "
+                  f"{fmt_int(padW)}, padH = {fmt_int(padH)}, kW = {fmt_int(kW)}, kH = "
+                  f"{fmt_int(kH)}")
+    check(D.and_(D.ge(output_width, 1), D.ge(output_height, 1)),
+          lambda: f"Given input size: ({fmt_int(n_input_plane)}x{fmt_int(input_height)}x"
+                  f"{fmt_int(input_width)}). Calculated output size: ({fmt_int(n_input_plane)}x"
+                  f"{fmt_int(output_height)}x{fmt_int(output_width)}). Output size is too small")
+
+
+def pool3d_shape_check(sizes, nslices, k, d, p, dil, in_thw, out_thw, fn_name: str, *,
+                       check_input_size: bool = False, check):
+    """``pool3d_shape_check`` (max and average pooling, 3-d, forward)."""
+    kT, kH, kW = k
+    dT, dH, dW = d
+    pT, pH, pW = p
+    dilT, dilH, dilW = dil
+    it, ih, iw = in_thw
+    ot, oh, ow = out_thw
+    ndim = len(sizes)
+    check(D.and_(D.gt(kT, 0), D.gt(kW, 0), D.gt(kH, 0)),
+          lambda: f"kernel size should be greater than zero, but got kT: {kT} kH: {kH} kW: {kW}")
+    check(D.and_(D.gt(dT, 0), D.gt(dW, 0), D.gt(dH, 0)),
+          lambda: f"stride should be greater than zero, but got dT: {dT} dH: {dH} dW: {dW}")
+    check(D.and_(D.gt(dilT, 0), D.gt(dilW, 0), D.gt(dilH, 0)),
+          lambda: f"dilation should be greater than zero, but got dilationT: {dilT} dilationH: "
+                  f"{dilH} dilationW: {dilW}")
+    check(ndim in (4, 5),
+          lambda: f"{fn_name}: Expected 4D or 5D tensor for input, but got: {fmt_sizes(sizes)}")
+    for i in range(ndim):
+        if ndim == 5 and i == 0:
+            continue
+        check(D.gt(sizes[i], 0),
+              lambda i=i: f"{fn_name}: Expected input's non-batch dimensions to have positive "
+                          f"length, but input has a shape of {fmt_sizes(sizes)} and non-batch "
+                          f"dimension {fmt_int(sizes[i])} has length zero!")
+    if check_input_size:
+        check(D.and_(D.ge(it, kT), D.ge(ih, kH), D.ge(iw, kW)),
+              lambda: f"input image (T: {fmt_int(it)} H: {fmt_int(ih)} W: {fmt_int(iw)}) smaller "
+                      f"than kernel size (kT: {kT} kH: {kH} kW: {kW})")
+    check(D.and_(D.ge(D.cdiv(kT, 2), pT), D.ge(D.cdiv(kW, 2), pW), D.ge(D.cdiv(kH, 2), pH)),
+          lambda: f"pad should be smaller than or equal to half of kernel size, but got kT: {kT} "
+                  f"kW: {kW} kH: {kH} padT: {pT} padW: {pW} padH: {pH}")
+    check(D.and_(D.ge(ot, 1), D.ge(ow, 1), D.ge(oh, 1)),
+          lambda: f"Given input size: ({fmt_int(nslices)}x{fmt_int(it)}x{fmt_int(ih)}x"
+                  f"{fmt_int(iw)}). Calculated output size: ({fmt_int(nslices)}x{fmt_int(ot)}x"
+                  f"{fmt_int(oh)}x{fmt_int(ow)}). Output size is too small")

@@ -1,0 +1,522 @@
+"""The result of a trace: domain, output shapes, layers, backends, explain, export shapes."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from typing import Any
+
+import torch
+import z3
+
+from .. import solver
+from ..spec import TensorSpec
+from .engine import PathResult, explore, run_once
+from .tensor import SymInt, SymSize, TraceError, zexpr
+
+__all__ = ["Trace", "Explanation", "trace"]
+
+_BIG = 2 ** 40
+
+
+@dataclasses.dataclass
+class Explanation:
+    """Why a point is invalid: the first layer that fails and torch's error there."""
+
+    layer: str
+    error: str  # the exception type's name
+    message: str  # torch's first line
+
+    def __str__(self):
+        return f"{self.layer}: {self.error}: {self.message}"
+
+
+def _ev(e, subs):
+    v = z3.simplify(z3.substitute(e, *subs)) if subs else z3.simplify(e)
+    if z3.is_int_value(v):
+        return v.as_long()
+    if z3.is_true(v):
+        return True
+    if z3.is_false(v):
+        return False
+    raise ValueError(f"not decided by the given values: {v}")
+
+
+def _map_out(x, f):
+    if isinstance(x, SymSize):
+        return f(x)
+    if isinstance(x, tuple):
+        return tuple(_map_out(v, f) for v in x)
+    if isinstance(x, list):
+        return [_map_out(v, f) for v in x]
+    if isinstance(x, dict):
+        return {k: _map_out(v, f) for k, v in x.items()}
+    return x
+
+
+class Trace:
+    """``symconv.trace(model, *specs)``'s answer (see docs/tracing.md)."""
+
+    def __init__(self, model, specs, symbols: dict, facts: list, paths: list[PathResult], env,
+                 stats: dict, train: bool):
+        self.model = model
+        self.specs = list(specs)
+        self._symbols = symbols  # name -> z3.Int
+        self.facts = facts
+        self.paths = paths
+        self.env = env
+        self.stats = stats
+        self.train = train
+        self._domain = None
+        self._readable = None
+        self._backends: dict = {}
+
+    # --- symbols and domain -----------------------------------------------------------
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._symbols)
+
+    @property
+    def domain(self):
+        """Where forward succeeds (Z3), for non-negative symbols."""
+        if self._domain is None:
+            ok = [p.condition() for p in self.paths if p.ok]
+            d = z3.Or(*ok) if len(ok) > 1 else (ok[0] if ok else z3.BoolVal(False))
+            self._domain = z3.simplify(z3.And(*self.facts, d) if self.facts else d)
+        return self._domain
+
+    def _subs(self, values: dict) -> list:
+        missing = [s for s in self._symbols if s not in values]
+        if missing:
+            raise TypeError(f"missing values for symbols: {', '.join(missing)}")
+        extra = [k for k in values if k not in self._symbols]
+        if extra:
+            raise TypeError(f"unknown symbols: {', '.join(extra)} (the trace's symbols: "
+                            f"{', '.join(self._symbols)})")
+        return [(self._symbols[k], z3.IntVal(int(v))) for k, v in values.items()]
+
+    def is_valid(self, **values: int) -> bool:
+        """Does forward succeed at these sizes? (evaluates the domain)"""
+        return bool(_ev(self.domain, self._subs(values)))
+
+    def witness(self) -> dict | None:
+        """A valid point (small sizes preferred), or None when the domain is empty."""
+        for bound in (64, 1024, 2 ** 16, None):
+            extra = [] if bound is None else [s <= bound for s in self._symbols.values()]
+            prefer = [s >= 1 for s in self._symbols.values()]
+            r = solver.check(self.domain, *prefer, *extra)
+            if not r.sat:
+                r = solver.check(self.domain, *extra)
+            if r.sat:
+                return {k: r.model.eval(s, model_completion=True).as_long()
+                        for k, s in self._symbols.items()}
+        return None
+
+    # --- outputs ----------------------------------------------------------------------
+    def _path_at(self, values: dict) -> PathResult | None:
+        subs = self._subs(values)
+        for p in self.paths:
+            if p.ok and _ev(p.condition(), subs):
+                return p
+        return None
+
+    @property
+    def outputs(self):
+        """The symbolic output shapes (of the first successful path; see ``output_cases``)."""
+        for p in self.paths:
+            if p.ok:
+                return p.output
+        return None
+
+    @property
+    def output_cases(self) -> list:
+        """``(condition, output shapes)`` for every successful path."""
+        return [(p.condition(), p.output) for p in self.paths if p.ok]
+
+    def output_shapes(self, **values: int):
+        """The output shape(s) at these sizes: a tuple for a single tensor output, else the
+        output's structure (dict / tuple / list) with a tuple per tensor."""
+        p = self._path_at(values)
+        if p is None:
+            ex = self.explain(**values)
+            raise ValueError(f"forward fails at {values}: {ex}")
+        subs = self._subs(values)
+        return _map_out(p.output, lambda sh: tuple(
+            s if isinstance(s, int) else _ev(zexpr(s), subs) for s in sh))
+
+    # --- layers and backends ------------------------------------------------------------
+    @property
+    def layers(self) -> list:
+        """Per module call: qualified name, type, symbolic input/output shapes (first
+        successful path, else the first path)."""
+        for p in self.paths:
+            if p.ok:
+                return p.layers
+        return self.paths[0].layers if self.paths else []
+
+    def backends(self, env=None) -> dict:
+        """For every convolution: ``{layer name: [(condition, backend or exception), ...]}``
+        under ``env`` (default: the running torch). Each distinct convolution configuration is
+        evaluated once with fresh symbols (symconv.select_conv_backend) and substituted."""
+        from ..env import Environment
+        env = env if env is not None else Environment.from_torch()
+        out: dict = {}
+        for rec in self.layers:
+            for call in rec.convs:
+                out.setdefault(call.layer, []).extend(self._conv_backends(call, env))
+        return out
+
+    def _conv_backends(self, call, env) -> list:
+        from .. import api
+        from .. import domain as D
+        fresh = []
+        shape = []
+        for i, s in enumerate(call.input_shape):
+            if isinstance(s, int):
+                shape.append(s)
+            else:
+                v = z3.Int(f"_b{i}")
+                fresh.append((v, zexpr(s)))
+                shape.append(v)
+        key = (call.fn, tuple(s if isinstance(s, int) else None for s in call.input_shape),
+               call.weight_shape, call.bias, str(call.stride), str(call.padding),
+               str(call.dilation), call.groups, str(call.output_padding), id(env))
+        if key not in self._backends:
+            n = len(call.weight_shape) - 2
+            x_shape = tuple(shape)
+            if len(x_shape) == n + 1:
+                x_shape = (1,) + x_shape
+            pad = call.padding
+            if isinstance(pad, str):
+                pad = _same_or_valid(pad, call)
+            sel = api.select_conv_backend(
+                TensorSpec(x_shape, dtype=call.dtype), TensorSpec(call.weight_shape),
+                TensorSpec((call.weight_shape[1] * call.groups if call.transposed
+                            else call.weight_shape[0],)) if call.bias else None,
+                _lst(call.stride, n), _lst(pad, n), _lst(call.dilation, n), call.transposed,
+                _lst(call.output_padding, n), call.groups, env=env)
+            if hasattr(sel, "cases"):
+                cases = [(D.to_z3(c.condition), c.outcome) for c in sel.cases]
+            else:
+                cases = [(z3.BoolVal(True), sel)]
+            self._backends[key] = cases
+        return [(z3.simplify(z3.substitute(c, *fresh)) if fresh else c, o)
+                for c, o in self._backends[key]]
+
+    # --- explain ------------------------------------------------------------------------
+    def explain(self, **values: int) -> Explanation | None:
+        """For an invalid point, the first layer that fails and torch's message there (the
+        forward re-run with these sizes: every check decided, convolutions answered by
+        symconv.functional); None when forward succeeds."""
+        self._subs(values)
+        specs = [_concrete_spec(s, values, self._symbols) for s in self.specs]
+        from .helpers import patches
+        with _mode(self.model, self.train):
+            run, res = run_once(self.model, specs, {}, [], [], self.env, patches)
+        if res.ok:
+            return None
+        e = res.error
+        return Explanation(res.error_layer or "<model>", type(e).__name__,
+                           str(e).splitlines()[0] if str(e) else "")
+
+    # --- readable form --------------------------------------------------------------------
+    def readable(self) -> str:
+        """The domain as ``H >= 32 and H % 16 == 0 and ...`` where that form is proven
+        equivalent (Z3); otherwise the implied per-symbol facts and the raw form."""
+        if self._readable is None:
+            self._readable = _readable(self.domain, self._symbols, self.facts)
+        return self._readable
+
+    def symbol_facts(self) -> dict:
+        """Per symbol: minimum, maximum (None: unbounded), (modulus, remainder) implied by the
+        domain (each proven with Z3)."""
+        return {k: _facts(self.domain, s) for k, s in self._symbols.items()}
+
+    def __str__(self):
+        return self.readable()
+
+    def __repr__(self):
+        return f"Trace({', '.join(self._symbols)}: {self.readable()})"
+
+    # --- torch.export --------------------------------------------------------------------
+    def export_dynamic_shapes(self, with_notes: bool = False):
+        """``dynamic_shapes`` for ``torch.export.export(model, args, dynamic_shapes=...)``:
+        a tuple with one ``{dim: Dim}`` dict per positional input (None where static). Ranges
+        and divisibility come from the domain; torch.export specialises sizes 0 and 1, so
+        every minimum is at least 2. ``with_notes=True`` also returns what it cannot express."""
+        from torch.export import Dim
+        facts = self.symbol_facts()
+        notes = []
+        dims = {}
+        region = []
+        for name, s in self._symbols.items():
+            f = facts[name]
+            if f["min"] is None:
+                notes.append(f"{name}: no valid value")
+                continue
+            lo = max(f["min"], 2)
+            if f["min"] < 2:
+                notes.append(f"{name}: values below 2 ({f['min']}..1) are valid but torch.export "
+                             "specialises 0 and 1, so the range starts at 2")
+            hi = f["max"]
+            m, r = f["mod"]
+            if m > 1:
+                base_lo = max(-(-(lo - r) // m), 1)
+                base = Dim(f"{name}_{m}", min=base_lo,
+                           max=None if hi is None else (hi - r) // m) if hi is not None else \
+                    Dim(f"{name}_{m}", min=base_lo)
+                dims[name] = m * base + r if r else m * base
+                region += [s >= m * base_lo + r, s % m == r]
+            else:
+                dims[name] = Dim(name, min=lo, max=hi) if hi is not None else Dim(name, min=lo)
+                region.append(s >= lo)
+            if hi is not None:
+                region.append(s <= hi)
+        if region:
+            chk = solver.prove(self.domain, *region, timeout_ms=20000)
+            if not chk.unsat:
+                notes.append("the domain is not a box with divisibility (e.g. holes or joint "
+                             "conditions between symbols): export's region contains sizes "
+                             "where forward fails" + (f" (e.g. {_model_str(chk.model, self._symbols)})"
+                                                      if chk.sat else " (undecided)"))
+        out = []
+        for spec in self.specs:
+            if not isinstance(spec, TensorSpec):
+                out.append(None)
+                continue
+            d = {}
+            for i, size in enumerate(spec.shape):
+                if isinstance(size, int):
+                    continue
+                name = str(size)
+                if name in dims:
+                    d[i] = dims[name]
+                else:
+                    notes.append(f"dimension {i} is the expression {size}: only plain symbols "
+                                 "become Dims")
+            out.append(d or None)
+        shapes = tuple(out)
+        return (shapes, notes) if with_notes else shapes
+
+    def export_example(self) -> tuple:
+        """Example inputs inside the export ranges (a valid point with every size >= 2)."""
+        facts = self.symbol_facts()
+        cons = [s >= max(2, facts[k]["min"] or 2) for k, s in self._symbols.items()]
+        r = solver.check(self.domain, *cons, *[s <= 4096 for s in self._symbols.values()])
+        if not r.sat:
+            raise ValueError("no valid point with every size >= 2")
+        vals = {k: r.model.eval(s, model_completion=True).as_long()
+                for k, s in self._symbols.items()}
+        return tuple(torch.randn(_concrete_spec(s, vals, self._symbols).shape)
+                     if isinstance(s, TensorSpec) else s for s in self.specs)
+
+
+def _model_str(m, symbols):
+    return ", ".join(f"{k}={m.eval(s, model_completion=True)}" for k, s in symbols.items())
+
+
+def _lst(x, n):
+    if isinstance(x, (list, tuple)):
+        return list(x) if len(x) != 1 else list(x) * n
+    return [x] * n
+
+
+def _same_or_valid(pad, call):
+    n = len(call.weight_shape) - 2
+    if pad == "valid":
+        return [0] * n
+    dl = _lst(call.dilation, n)
+    return [dl[i] * (call.weight_shape[2 + i] - 1) // 2 for i in range(n)]
+
+
+def _concrete_spec(spec, values, symbols):
+    if not isinstance(spec, TensorSpec):
+        return spec
+    subs = [(symbols[k], z3.IntVal(int(v))) for k, v in values.items() if k in symbols]
+    from .. import domain as D
+    shape = []
+    for s in spec.shape:
+        if isinstance(s, int):
+            shape.append(s)
+        else:
+            shape.append(_ev(D.to_z3(s, dict(symbols)), subs))
+    return TensorSpec(tuple(shape), dtype=spec.dtype, device=spec.device,
+                      requires_grad=spec.requires_grad)
+
+
+@contextlib.contextmanager
+def _mode(model, train):
+    was = model.training
+    saved = {n: b.clone() for n, b in model.named_buffers() if n.endswith("num_batches_tracked")}
+    model.train(train)
+    try:
+        yield
+    finally:
+        model.train(was)
+        bufs = dict(model.named_buffers())
+        for n, v in saved.items():
+            bufs[n].copy_(v)
+
+
+# --- per-symbol facts and the readable form ---------------------------------------------
+
+def _min(dom, s):
+    if not solver.check(dom).sat:
+        return None
+    lo, hi = 0, 1
+    while not solver.check(dom, s <= hi).sat:
+        lo, hi = hi + 1, hi * 2
+        if hi > _BIG:
+            return None
+    while lo < hi:  # smallest v with dom & s <= v satisfiable
+        mid = (lo + hi) // 2
+        if solver.check(dom, s <= mid).sat:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _max(dom, s):
+    if solver.check(dom, s >= _BIG).sat:
+        return None
+    lo, hi = 0, _BIG
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if solver.check(dom, s >= mid).sat:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+_MODS = [2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024]
+
+
+def _facts(dom, s) -> dict:
+    lo = _min(dom, s)
+    if lo is None:
+        return {"min": None, "max": None, "mod": (1, 0)}
+    hi = _max(dom, s)
+    best = (1, 0)
+    if hi is None or hi - lo > 64:
+        w = solver.check(dom)
+        v = w.model.eval(s, model_completion=True).as_long()
+        for m in _MODS:
+            if m % best[0]:
+                continue
+            if solver.prove(s % m == v % m, dom, timeout_ms=5000).unsat:
+                best = (m, v % m)
+    return {"min": lo, "max": hi, "mod": best}
+
+
+def _readable(dom, symbols: dict, facts: list) -> str:
+    if solver.prove(dom, *facts).unsat:
+        return "always (every size >= 0)"
+    if not solver.check(dom).sat:
+        return "never"
+    parts = []
+    cand = []
+    for k, s in symbols.items():
+        f = _facts(dom, s)
+        if f["min"] and f["min"] > 0:
+            parts.append(f"{k} >= {f['min']}")
+            cand.append(s >= f["min"])
+        if f["max"] is not None:
+            parts.append(f"{k} <= {f['max']}")
+            cand.append(s <= f["max"])
+        m, r = f["mod"]
+        if m > 1:
+            parts.append(f"{k} % {m} == {r}")
+            cand.append(s % m == r)
+    box = z3.And(*facts, *cand) if (facts or cand) else z3.BoolVal(True)
+    eqv = solver.prove(dom == box, timeout_ms=20000)
+    if eqv.unsat:
+        return " and ".join(parts) if parts else "always (every size >= 0)"
+    # holes: points of the box outside the domain, generalised and proven
+    atoms = _joint(dom, box, symbols)
+    if atoms:
+        return " and ".join(parts + atoms)
+    head = " and ".join(parts) if parts else "every size >= 0"
+    return (f"{head} and more (not simplified: equivalence with this form "
+            f"{'refuted' if eqv.sat else 'undecided'}); raw: {z3.simplify(dom)}")
+
+
+def _joint(dom, box, symbols) -> list | None:
+    """Atoms ``X != v`` or ``A * B * ... != 1`` with ``dom == box and atoms`` (proven)."""
+    atoms = []
+    names = list(symbols)
+    cur = box
+    for _ in range(8):
+        r = solver.check(cur, z3.Not(dom))
+        if r.unsat:
+            break
+        if not r.sat:
+            return None
+        vals = {k: r.model.eval(s, model_completion=True).as_long() for k, s in symbols.items()}
+        found = None
+        for k in names:
+            cand = symbols[k] != vals[k]
+            if solver.prove(z3.Implies(dom, cand)).unsat:
+                found = (f"{k} != {vals[k]}", cand)
+                break
+        if found is None:
+            for group in _groups(names):
+                prod = 1
+                for k in group:
+                    prod = prod * symbols[k]
+                cand = prod != 1
+                if all(vals[k] == 1 for k in group) and \
+                        solver.prove(z3.Implies(dom, cand)).unsat:
+                    found = (" * ".join(group) + " != 1", cand)
+                    break
+        if found is None:
+            return None
+        atoms.append(found[0])
+        cur = z3.And(cur, found[1])
+    if not atoms or not solver.prove(dom == cur, timeout_ms=20000).unsat:
+        return None
+    return atoms
+
+
+def _groups(names):
+    out = []
+    n = len(names)
+    for mask in range(1, 2 ** n):
+        g = [names[i] for i in range(n) if mask >> i & 1]
+        if len(g) >= 2:
+            out.append(g)
+    return sorted(out, key=len)
+
+
+def trace(model: torch.nn.Module, *specs, train: bool | None = None, env=None,
+          max_paths: int = 64) -> Trace:
+    """Run ``model``'s forward once over symbolic sizes (see docs/tracing.md).
+
+    ``specs``: one :class:`symconv.TensorSpec` per positional input (symbol names as sizes);
+    other values are passed as they are. ``train``: the mode to trace in (default: the
+    model's current mode; the domain depends on it). ``env``: the
+    :class:`symconv.Environment` for convolution front-ends (default: the running torch).
+    """
+    from ..env import Environment
+    from .helpers import patches
+    from .. import domain as D
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    specs = [TensorSpec(s) if isinstance(s, (tuple, list)) else s for s in specs]
+    symbols: dict = {}
+    for s in specs:
+        if isinstance(s, TensorSpec):
+            for d in s.shape:
+                if not isinstance(d, int):
+                    D.to_z3(d, symbols)
+    facts = [v >= 0 for v in symbols.values()]
+    env = env if env is not None else Environment.from_torch()
+    train = model.training if train is None else bool(train)
+    t0 = time.perf_counter()
+    with _mode(model, train):
+        paths, stats = explore(model, specs, symbols, facts, env, patches, max_paths)
+    stats["seconds"] = time.perf_counter() - t0
+    stats["paths"] = len(paths)
+    return Trace(model, specs, symbols, facts, paths, env, stats, train)
