@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable
+from collections.abc import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+from torch import nn
+import torch.nn.functional as F
 
 __all__ = ["MODELS", "ModelCase", "build", "resnet", "resnet_small", "convnext", "convnext_small",
            "mobilenet_v2", "mobilenet_v2_small", "efficientnet", "efficientnet_small", "regnet",

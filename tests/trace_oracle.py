@@ -15,12 +15,13 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 from tests.oracle import ConvWorker, first_line
 
 __all__ = ["EagerOracle", "grid_points", "concrete_shapes", "parse_input", "output_leaves",
-           "symbols_of"]
+           "shape_leaves", "symbols_of"]
 
 BATCH = 64
 
@@ -67,20 +68,32 @@ def output_leaves(out: Any) -> list:
     return []
 
 
+def shape_leaves(out) -> list[list[int]]:
+    """The shapes in ``Trace.output_shapes``'s answer, in order: a tuple of ints is one shape;
+    dicts, tuples and lists of shapes are walked like ``output_leaves`` walks tensors."""
+    if isinstance(out, tuple) and all(isinstance(v, int) for v in out):
+        return [list(out)]
+    if isinstance(out, dict):
+        return [x for v in out.values() for x in shape_leaves(v)]
+    if isinstance(out, (tuple, list)):
+        return [x for v in out for x in shape_leaves(v)]
+    return []
+
+
 class EagerOracle:
     """Runs models eagerly in a crash-surviving worker; answers per grid point."""
 
     def __init__(self) -> None:
         self.worker = ConvWorker(serve="tests.trace_oracle")
 
-    def start(self) -> "EagerOracle":
+    def start(self) -> EagerOracle:
         self.worker.start()
         return self
 
     def close(self) -> None:
         self.worker.close()
 
-    def __enter__(self) -> "EagerOracle":
+    def __enter__(self) -> EagerOracle:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
