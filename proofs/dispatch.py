@@ -82,12 +82,13 @@ def obligations(run, world_keys: Iterable[WorldKey], claim: Callable[[World], An
                 if part.get_id() not in seen:
                     seen.add(part.get_id())
                     parts.append(part)
-        facts, names = {}, {}
+        by_id: dict[int, Any] = {}
+        names: dict[str, Any] = {}
         for w, _, _ in live:
             for f in w.facts:
-                facts.setdefault(f.get_id(), f)
+                by_id.setdefault(f.get_id(), f)
             names.update(w.symbols())
-        facts = list(facts.values())
+        facts = list(by_id.values())
 
         def failing(values, live=live):
             for w, c, pre in live:
@@ -123,7 +124,7 @@ def _demo_envs(run, applies=lambda env: True) -> list[str]:
     from .replay import environment_match
     cands = [e for e in run.all_envs if applies(profile(e))]
     pick = next((e for e in cands if environment_match(e)[0]), cands[0] if cands else None)
-    return [pick] if pick in run.envs else []
+    return [pick] if pick is not None and pick in run.envs else []
 
 
 def _all_keys(run, **kw):
@@ -320,8 +321,14 @@ def nnpack_implies(run):
                            lambda w: implies(w.selects(B.NnpackSpatial), _nnpack_spec(w)))
 
 
+def _env(g: Group) -> str:
+    """The environment of a per-environment invariant's group (those always have one)."""
+    assert g.env is not None, f"group {g} has no environment"
+    return g.env
+
+
 def _earlier(w: World, name: str) -> list:
-    out = []
+    out: list[Any] = []
     for g, rule in w.guards:
         if rule.name == name:
             return out
@@ -385,12 +392,12 @@ def _cuda_keys(run):
 
 
 def _expect_cudnn_any(g: Group) -> str | None:
-    if not profile(g.env).cuda_available:
+    if not profile(_env(g)).cuda_available:
         return None
-    if _cudnn_takes_64bit(g.env):
+    if _cudnn_takes_64bit(_env(g)):
         return REFUTED
     # the depthwise channels-last path: 2-D and 3-D only (a 1-D input is viewed contiguous)
-    return REFUTED if _new_rules(g.env) and g.dims in (2, 3) else PROVED
+    return REFUTED if _new_rules(_env(g)) and g.dims in (2, 3) else PROVED
 
 
 @invariant(item="9", kind="dispatch", expect=_expect_cudnn_any)
@@ -416,8 +423,8 @@ def _probe(w: World, values: dict) -> dict:
 
 
 @invariant(item="9", kind="dispatch",
-           expect=lambda g: (None if not profile(g.env).cuda_available else
-                             REFUTED if _cudnn_takes_64bit(g.env) else PROVED))
+           expect=lambda g: (None if not profile(_env(g)).cuda_available else
+                             REFUTED if _cudnn_takes_64bit(_env(g)) else PROVED))
 def cudnn_path_never_64bit_indexing(run):
     """rule cudnn ∨ rule cudnn_transpose (cuDNN through use_cudnn)  ⟹
     ¬needs_64bit_indexing_no_split(input, weight).
@@ -445,7 +452,7 @@ def _mkldnn_keys(run):
 
 
 @invariant(item="10", kind="dispatch",
-           expect=lambda g: PROVED if profile(g.env).num_threads == 1 else None)
+           expect=lambda g: PROVED if profile(_env(g)).num_threads == 1 else None)
 def mkldnn_not_for_small_1x1(run):
     """One thread, float32 strided CPU input, ∀i: k_i = 1 ∧ s_i = 1 ∧ d_i = 1, N < 16
     ⟹  ¬selects Mkldnn ∧ ¬selects MkldnnTranspose."""
@@ -454,7 +461,7 @@ def mkldnn_not_for_small_1x1(run):
 
 
 @invariant(item="10", kind="dispatch",
-           expect=lambda g: (REFUTED if profile(g.env).num_threads > 1 and _mkldnn_on(g.env)
+           expect=lambda g: (REFUTED if profile(_env(g)).num_threads > 1 and _mkldnn_on(_env(g))
                              else None))
 def mkldnn_not_for_small_1x1_multithreaded(run):
     """Several threads, float32 strided CPU input, ∀i: k_i = 1 ∧ s_i = 1 ∧ d_i = 1, N < 16
@@ -626,7 +633,7 @@ def unbatched_same_backend(run):
 
 
 @invariant(item="12", kind="dispatch",
-           expect=lambda g: PROVED if profile(g.env).mobile else REFUTED)
+           expect=lambda g: PROVED if profile(_env(g)).mobile else REFUTED)
 def unbatched_channels_last_same_format(run):
     """u = [C, x...] laid out channels-last (stride 1 for C, then the spatial dims inwards;
     float32, CPU), u' = unsqueeze(0)(u), b = the channels_last [1, C, x...]:

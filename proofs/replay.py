@@ -22,9 +22,12 @@ import pathlib
 import subprocess
 import sys
 import warnings
+from typing import overload
+
 import torch
 
 from symconv import ConvBackend
+from symconv.spec import MKLDNN_LAYOUT
 
 __all__ = ["Replayer", "run_case", "environment_match"]
 
@@ -105,6 +108,10 @@ def flags_for(env_name: str):
 # Building tensors
 
 
+@overload
+def build(t: dict, *, allow_expand: bool = True) -> torch.Tensor: ...
+@overload
+def build(t: None, *, allow_expand: bool = True) -> None: ...
 def build(t: dict | None, *, allow_expand: bool = True) -> torch.Tensor | None:
     if t is None:
         return None
@@ -207,7 +214,7 @@ def _spec_args(case: dict):
                           device=t.get("device", "cpu"),
                           requires_grad=t.get("requires_grad", False),
                           memory_format=_MF[t.get("memory_format", "contiguous")],
-                          layout=torch._mkldnn if t.get("mkldnn") else torch.strided,
+                          layout=MKLDNN_LAYOUT if t.get("mkldnn") else torch.strided,
                           strides=tuple(t["strides"]) if t.get("strides") is not None else None)
     return (spec(case["input"]), spec(case["weight"]), spec(case.get("bias")), case["stride"],
             case["padding"], case["dilation"], case["transposed"], case["output_padding"],
@@ -301,7 +308,7 @@ class Replayer:
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
-        self._records = None
+        self._records: dict | None = None
 
     def _start(self) -> None:
         root = str(pathlib.Path(__file__).resolve().parent.parent)

@@ -99,17 +99,16 @@ def line(r: InvariantResult) -> str:
     if r.skipped:
         return f"{loc}: skipped: {r.invariant.name}: not applicable to the chosen environments {t}"
     if r.ok:
-        exp = {g.expected for g in r.groups}
-        if exp == {PROVED}:
+        expected = {g.expected for g in r.groups}
+        if expected == {PROVED}:
             return f"{loc}: proved: {r.invariant.name} [{_scope(r)}] {t}"
-        if exp == {REFUTED}:
+        if expected == {REFUTED}:
             return f"{loc}: refuted as expected: {r.invariant.name} [{_scope(r)}] {t}"
         ref = [g for g in r.groups if g.verdict == REFUTED]
         return (f"{loc}: proved, refuted as expected in {_groups_text(ref)}: "
                 f"{r.invariant.name} [{_scope(r)}] {t}")
     bad = [g for g in r.groups if not g.ok]
-    kinds = sorted({g.verdict for g in bad})
-    what = "/".join(kinds)
+    what = "/".join(sorted({g.verdict for g in bad}))
     exp = "/".join(sorted({g.expected for g in bad}))
     return (f"{loc}: error: {r.invariant.name}: {what}, expected {exp}, in "
             f"{_groups_text(bad)} [{_scope(r)}] {t}")

@@ -75,7 +75,7 @@ def _work(plan: Plan, envs: list[str], profiles: list[str], with_global: bool, e
     all_envs = list(plan.envs) if plan.envs is not None else list(worlds.PRESET_NAMES)
     run = core.Run(dims=plan.dims, envs=envs, profiles=profiles, timeout_ms=plan.timeout_ms,
                    replay=plan.replay, cache=cache, eager_replay=with_global, all_envs=all_envs)
-    full = None
+    full: core.Run | None = None
     if with_global:
         full = core.Run(dims=plan.dims, envs=all_envs,
                         profiles=[] if plan.envs is not None else
@@ -85,7 +85,7 @@ def _work(plan: Plan, envs: list[str], profiles: list[str], with_global: bool, e
     try:
         for inv in plan.invariants():
             if _global(inv) or inv.name in _GLOBAL_DISPATCH:
-                if not with_global:
+                if full is None:  # this worker does not run the global invariants
                     continue
                 res = core.run_invariant(inv, full)
             else:

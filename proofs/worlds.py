@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
+from typing import Any, overload
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
@@ -21,7 +21,7 @@ import z3
 from symconv import api, rules
 from symconv import domain as D
 from symconv.env import PRESETS, Environment
-from symconv.spec import TensorSpec
+from symconv.spec import MKLDNN_LAYOUT, TensorSpec
 
 from .core import ConvSymbols
 
@@ -127,6 +127,10 @@ def unbatched_strides(shape: Sequence[Any], channels_last: bool) -> tuple | None
     return tuple(strides)
 
 
+@overload
+def cached(t: TensorSpec) -> TensorSpec: ...
+@overload
+def cached(t: None) -> None: ...
 def cached(t: TensorSpec | None) -> TensorSpec | None:
     if t is None or isinstance(t, CachedSpec):
         return t
@@ -163,7 +167,7 @@ class _Base:
         self.B = z3.Int("B")
         s = self.sym
         dt = _DT[key.dtype]
-        layout = torch._mkldnn if key.layout == "mkldnn" else torch.strided
+        layout = MKLDNN_LAYOUT if key.layout == "mkldnn" else torch.strided
         if key.variant == "unbatched":
             from .model import batchify
             ushape = (s.C, *s.x)
@@ -184,7 +188,8 @@ class _Base:
         ctx = self.prepared.ctx
         self.ctx = dataclasses.replace(ctx, input=cached(ctx.input), weight=cached(ctx.weight),
                                        bias=cached(ctx.bias))
-        self.poisoned = dataclasses.replace(self.ctx, need_backward=_Poison())
+        poison: Any = _Poison()  # stands in for the bool on purpose (see _Poison)
+        self.poisoned = dataclasses.replace(self.ctx, need_backward=poison)
         self.memo: dict[int, Any] = {}
 
 
@@ -267,7 +272,7 @@ class World:
         self._memo: dict[int, Any] = {}
         self._guards: dict[int, Any] = {}
         self._remaining: list = [True]  # _remaining[i] = no rule before i fires
-        self._cases = None
+        self._cases: list[tuple[Any, rules.Rule]] | None = None
 
     @property
     def assumptions(self) -> list:

@@ -27,7 +27,7 @@ __all__ = ["ConvBackend", "ConvError", "ConvShapeError", "Environment", "PRESETS
 __all__ += ["convolution", "convolution_backward", "nn"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     # symconv.nn imports torch._dynamo (for torch.compile support): only when first used.
     if name == "nn":
         import importlib

@@ -8,6 +8,7 @@ as ``'MpsTranspose,'``; its integer values still follow the C++ order, so ``from
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class ConvBackend(enum.IntEnum):
@@ -36,7 +37,7 @@ class ConvBackend(enum.IntEnum):
     MpsTranspose = 22
 
     @classmethod
-    def from_torch(cls, value) -> ConvBackend:
+    def from_torch(cls, value: Any) -> ConvBackend:
         """Map a ``torch._C._ConvBackend`` (or its ``int``) to the C++ enumerator."""
         return cls(int(value))
 

@@ -128,7 +128,7 @@ def _c_trunc_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
-def _paren(printer, e) -> str:
+def _paren(printer: Any, e: Any) -> str:
     text = printer._print(e)
     return text if (e.is_Atom or isinstance(e, sympy.Function)) else f"({text})"
 
@@ -139,7 +139,7 @@ class TruncDiv(sympy.Function):
     is_integer = True
 
     @classmethod
-    def eval(cls, a, b):
+    def eval(cls, a: Any, b: Any) -> Any:
         if a.is_Integer and b.is_Integer:
             if b == 0:
                 raise ZeroDivisionError("integer division by zero")
@@ -152,7 +152,7 @@ class TruncDiv(sympy.Function):
             return sympy.floor(a / b)
         return None
 
-    def _sympystr(self, printer):
+    def _sympystr(self, printer: Any) -> str:
         return f"trunc({_paren(printer, self.args[0])}/{_paren(printer, self.args[1])})"
 
 
@@ -162,7 +162,7 @@ class TruncMod(sympy.Function):
     is_integer = True
 
     @classmethod
-    def eval(cls, a, b):
+    def eval(cls, a: Any, b: Any) -> Any:
         if a.is_Integer and b.is_Integer:
             if b == 0:
                 raise ZeroDivisionError("integer modulo by zero")
@@ -173,7 +173,7 @@ class TruncMod(sympy.Function):
             return sympy.Mod(a, b)
         return None
 
-    def _sympystr(self, printer):
+    def _sympystr(self, printer: Any) -> str:
         return f"cmod({printer._print(self.args[0])}, {printer._print(self.args[1])})"
 
 
@@ -186,7 +186,7 @@ class Ite(sympy.Function):
     is_integer = True
 
     @classmethod
-    def eval(cls, c, a, b):
+    def eval(cls, c: Any, a: Any, b: Any) -> Any:
         if c is sympy.true:
             return a
         if c is sympy.false:
@@ -195,17 +195,17 @@ class Ite(sympy.Function):
             return a
         return None
 
-    def _sympystr(self, printer):
+    def _sympystr(self, printer: Any) -> str:
         c, a, b = (printer._print(x) for x in self.args)
         return f"({a} if {c} else {b})"
 
 
-def _z3_nonneg_div(a, b):
+def _z3_nonneg_div(a: Any, b: Any) -> Any:
     """Z3 ``/`` is Euclidean; with a positive divisor it is floor division."""
     return a / b
 
 
-def _z3_cdiv(a, b):
+def _z3_cdiv(a: Any, b: Any) -> Any:
     if isinstance(b, (int, np.integer)) and not isinstance(b, bool) and b != 0:
         a = _z3(a)
         b = int(b)
@@ -219,7 +219,7 @@ def _z3_cdiv(a, b):
     return z3.If((a >= 0) == (b > 0), q, -q)
 
 
-def _z3(x):
+def _z3(x: Any) -> Any:
     if isinstance(x, z3.ExprRef):
         return x
     if isinstance(x, (bool, np.bool_)):
@@ -227,7 +227,7 @@ def _z3(x):
     return z3.IntVal(int(x))
 
 
-def _sp(x):
+def _sp(x: Any) -> Any:
     if isinstance(x, sympy.Basic):
         return x
     if isinstance(x, (bool, np.bool_)):
@@ -239,7 +239,7 @@ def _sp(x):
 # Arithmetic
 
 
-def cdiv(a, b):
+def cdiv(a: Any, b: Any) -> Any:
     """C++ int64 division ``a / b``: truncates toward zero. The only definition in symconv."""
     if type(a) is int and type(b) is int:
         if b == 0:
@@ -260,7 +260,7 @@ def cdiv(a, b):
     return np.where((a >= 0) == (bb > 0), q, -q)
 
 
-def cmod(a, b):
+def cmod(a: Any, b: Any) -> Any:
     """C++ int64 remainder ``a % b``: has the sign of ``a``."""
     if type(a) is int and type(b) is int:
         return a - b * cdiv(a, b)
@@ -273,7 +273,7 @@ def cmod(a, b):
     return a - b * cdiv(a, b)
 
 
-def floordiv(a, b):
+def floordiv(a: Any, b: Any) -> Any:
     """Python floor division."""
     if type(a) is int and type(b) is int:
         return a // b
@@ -289,7 +289,7 @@ def floordiv(a, b):
     return np.floor_divide(a, b)
 
 
-def floormod(a, b):
+def floormod(a: Any, b: Any) -> Any:
     """Python ``%``: has the sign of ``b``."""
     if type(a) is int and type(b) is int:
         return a % b
@@ -304,7 +304,7 @@ def floormod(a, b):
     return np.mod(a, b)
 
 
-def min_(a, b):
+def min_(a: Any, b: Any) -> Any:
     if type(a) is int and type(b) is int:
         return a if a <= b else b
     k = kind(a, b)
@@ -318,7 +318,7 @@ def min_(a, b):
     return np.minimum(a, b)
 
 
-def max_(a, b):
+def max_(a: Any, b: Any) -> Any:
     if type(a) is int and type(b) is int:
         return a if a >= b else b
     k = kind(a, b)
@@ -332,7 +332,7 @@ def max_(a, b):
     return np.maximum(a, b)
 
 
-def prod(xs: Iterable[Any]):
+def prod(xs: Iterable[Any]) -> Any:
     """Product of sizes (``c10::multiply_integers``)."""
     return functools.reduce(operator.mul, xs, 1)
 
@@ -341,13 +341,13 @@ def prod(xs: Iterable[Any]):
 # Comparisons
 
 
-def _push_ite(a, b, cmp):
+def _push_ite(a: Any, b: Any, cmp: Any) -> Any:
     """``cmp(Ite(c, x, y), b)`` as ``c ? cmp(x, b) : cmp(y, b)`` when ``b`` is concrete."""
     c, x, y = a.args
     return ite(c, cmp(x, b), cmp(y, b))
 
 
-def eq(a, b):
+def eq(a: Any, b: Any) -> Any:
     if type(a) is int and type(b) is int:
         return a == b
     k = kind(a, b)
@@ -364,7 +364,7 @@ def eq(a, b):
     return np.asarray(a) == np.asarray(b)
 
 
-def ne(a, b):
+def ne(a: Any, b: Any) -> Any:
     if type(a) is int and type(b) is int:
         return a != b
     k = kind(a, b)
@@ -381,8 +381,8 @@ def ne(a, b):
     return np.asarray(a) != np.asarray(b)
 
 
-def _cmp(op, spop):
-    def f(a, b):
+def _cmp(op: Any, spop: Any) -> Any:
+    def f(a: Any, b: Any) -> Any:
         if type(a) is int and type(b) is int:
             return op(a, b)
         k = kind(a, b)
@@ -407,7 +407,7 @@ lt.__doc__, le.__doc__, gt.__doc__, ge.__doc__ = "a < b", "a <= b", "a > b", "a 
 # Logic: short-circuits on decided values, so concrete flags fold away in symbolic formulas.
 
 
-def and_(*xs):
+def and_(*xs: Any) -> Any:
     """Conjunction; ``True`` for no arguments. Decided operands fold away."""
     if all(type(x) is bool for x in xs):
         return all(xs)
@@ -431,7 +431,7 @@ def and_(*xs):
     return functools.reduce(np.logical_and, rest)
 
 
-def or_(*xs):
+def or_(*xs: Any) -> Any:
     """Disjunction; ``False`` for no arguments. Decided operands fold away."""
     if all(type(x) is bool for x in xs):
         return any(xs)
@@ -454,7 +454,7 @@ def or_(*xs):
     return functools.reduce(np.logical_or, rest)
 
 
-def not_(x):
+def not_(x: Any) -> Any:
     if type(x) is bool:
         return not x
     t = truth(x)
@@ -469,15 +469,15 @@ def not_(x):
     return np.logical_not(x)
 
 
-def any_(xs: Iterable[Any]):
+def any_(xs: Iterable[Any]) -> Any:
     return or_(*xs)
 
 
-def all_(xs: Iterable[Any]):
+def all_(xs: Iterable[Any]) -> Any:
     return and_(*xs)
 
 
-def ite(c, a, b):
+def ite(c: Any, a: Any, b: Any) -> Any:
     """If-then-else over integers or booleans."""
     t = truth(c)
     if t is True:
@@ -506,7 +506,7 @@ def ite(c, a, b):
     return np.where(c, a, b)
 
 
-def _bool_truth(x):
+def _bool_truth(x: Any) -> Any:
     """truth() for boolean values only (an int 0/1 branch is not a boolean)."""
     if isinstance(x, (bool, np.bool_)) or x is sympy.true or x is sympy.false:
         return truth(x)
@@ -515,15 +515,15 @@ def _bool_truth(x):
     return None
 
 
-def _true_like(xs):
+def _true_like(xs: Any) -> Any:
     return _like_any(xs, True)
 
 
-def _false_like(xs):
+def _false_like(xs: Any) -> Any:
     return _like_any(xs, False)
 
 
-def _like_any(xs, value: bool):
+def _like_any(xs: Any, value: bool) -> Any:
     # A decided result stays a Python bool unless an operand is a Z3/SymPy/numpy boolean.
     for x in xs:
         if isinstance(x, z3.ExprRef):
@@ -536,7 +536,7 @@ def _like_any(xs, value: bool):
     return value
 
 
-def _like(x, value: bool):
+def _like(x: Any, value: bool) -> Any:
     return _like_any([x], value)
 
 
@@ -544,7 +544,7 @@ def _like(x, value: bool):
 # Conversions
 
 
-def to_z3(e: Any, symbols: dict[str, Any] | None = None):
+def to_z3(e: Any, symbols: dict[str, Any] | None = None) -> Any:
     """Convert a SymPy integer/boolean expression (or an int/bool) into Z3.
 
     ``symbols`` maps symbol names to Z3 variables; new names become ``z3.Int``.
@@ -621,7 +621,7 @@ def to_z3(e: Any, symbols: dict[str, Any] | None = None):
     raise TypeError(f"cannot convert {type(e).__name__} to Z3: {e}")
 
 
-def to_sympy(e: Any, symbols: dict[str, Any] | None = None):
+def to_sympy(e: Any, symbols: dict[str, Any] | None = None) -> Any:
     """Convert a Z3 integer/boolean expression (or an int/bool) into SymPy.
 
     Z3's ``div``/``mod`` are Euclidean; they are mapped to floor forms when the divisor is a
@@ -682,7 +682,7 @@ def simplify(e: Any) -> Any:
     return e
 
 
-def wrap64(x):
+def wrap64(x: Any) -> Any:
     """C++ int64 wrap-around for plain ints; symbolic values are mathematical integers.
 
     Used where the seed computes in int64 and large arguments overflow (e.g. ``input + 2 *

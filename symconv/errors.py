@@ -84,7 +84,9 @@ class Checker:
     def symbolic(self) -> bool:
         return bool(self.checks)
 
-    def __call__(self, cond: Any, message: Callable[[], str], *, name: str,
+    # ``message`` is called with no arguments; it is typed ``Callable[..., str]`` because the
+    # checks bind loop values as lambda defaults (``lambda s=s: ...``).
+    def __call__(self, cond: Any, message: Callable[..., str], *, name: str,
                  error: type = ConvError) -> None:
         t = D.truth(cond)
         if t is True:
@@ -97,6 +99,6 @@ class Checker:
             raise StopSymbolic(name)
         self.checks.append(chk)
 
-    def condition(self):
+    def condition(self) -> Any:
         """The conjunction of every recorded condition: all checks pass."""
         return D.and_(*[c.cond for c in self.checks])

@@ -25,7 +25,7 @@ from . import domain as D
 from . import functional as F
 from .env import Environment
 from .errors import Checker, ConvValueError, StopSymbolic, fmt_int, fmt_sizes
-from .spec import TensorSpec, as_spec
+from .spec import TensorSpec, _parse_dtype, as_spec
 
 __all__ = ["ModuleSpec", "check_module_args", "module_output", "MODULE_CLASSES"]
 
@@ -80,12 +80,12 @@ class ModuleSpec:
         return MODULE_CLASSES[self.kind][2]
 
     @property
-    def valid(self):
+    def valid(self) -> Any:
         """The condition under which the constructor does not raise."""
         return D.and_(*[c.cond for c in self.checks])
 
 
-def _kind_of(cls) -> tuple[str, str]:
+def _kind_of(cls: Any) -> tuple[str, str]:
     """(class name, nn kind) for an nn class, an instance's class, or a name."""
     if isinstance(cls, str):
         if cls not in MODULE_CLASSES:
@@ -152,7 +152,7 @@ def _bind(kind: str, args: tuple, kwargs: dict) -> dict:
     return dict(bound.arguments)
 
 
-def check_module_args(cls, *args, **kwargs) -> ModuleSpec:
+def check_module_args(cls: Any, *args: Any, **kwargs: Any) -> ModuleSpec:
     """Mirror ``cls(*args, **kwargs)`` for a convolution module class (or its name).
 
     Returns the :class:`ModuleSpec`, or raises torch's error (``ValueError`` as
@@ -171,13 +171,13 @@ def check_module_args(cls, *args, **kwargs) -> ModuleSpec:
                           stopped=True, ctor=ctor)
 
 
-def _construct(cls, args, kwargs, check: Checker) -> ModuleSpec:
+def _construct(cls: Any, args: Any, kwargs: Any, check: Checker) -> ModuleSpec:
     cls_name, kind = _kind_of(cls)
     n, transposed, lazy = MODULE_CLASSES[kind]
     a = _bind(kind, args, kwargs)
     dtype = a["dtype"] if a["dtype"] is not None else torch.get_default_dtype()
     if isinstance(dtype, str):
-        dtype = TensorSpec((1,), dtype=dtype).dtype
+        dtype = _parse_dtype(dtype)
     device = a["device"] if a["device"] is not None else "cpu"
     device = torch.device(device).type if not isinstance(device, str) else device.split(":")[0]
     padding_mode = a["padding_mode"]
@@ -188,6 +188,7 @@ def _construct(cls, args, kwargs, check: Checker) -> ModuleSpec:
     kernel_size = _values(_ntuple(a["kernel_size"], n), "kernel_size")
     stride = _values(_ntuple(a["stride"], n), "stride")
     dilation = _values(_ntuple(a["dilation"], n), "dilation")
+    padding: Any  # a tuple, or 'same' / 'valid'
     if transposed:
         padding = _values(_ntuple(a["padding"], n), "padding") \
             if not isinstance(a["padding"], str) else _ntuple(a["padding"], n)
@@ -225,15 +226,16 @@ def _construct(cls, args, kwargs, check: Checker) -> ModuleSpec:
         msg = (f"padding_mode must be one of {valid_padding_modes}, but got "
                f"padding_mode='{padding_mode}'")
         check(False, lambda: msg, name="padding_mode", error=ConvValueError)
+    rev: tuple
     if isinstance(padding, str):
-        rev = [0, 0] * len(kernel_size)
+        pads: list[Any] = [0, 0] * len(kernel_size)
         if padding == "same":
             for d, k, i in zip(dilation, kernel_size, range(len(kernel_size) - 1, -1, -1)):
                 total = d * (k - 1)
                 left = D.floordiv(total, 2)
-                rev[2 * i] = left
-                rev[2 * i + 1] = total - left
-        rev = tuple(rev)
+                pads[2 * i] = left
+                pads[2 * i + 1] = total - left
+        rev = tuple(pads)
     else:
         rev = tuple(x for x in reversed(padding) for _ in range(2))
     weight = bias_spec = None
@@ -269,13 +271,15 @@ def _torch_padding_modes() -> set:
     return set(want)  # pragma: no cover - torch without the constant
 
 
-def _param_spec(shape, dtype, device) -> TensorSpec | None:
+def _param_spec(shape: Any, dtype: Any, device: Any) -> TensorSpec | None:
     if any(isinstance(s, int) and s < 0 for s in shape):
         return None
     return TensorSpec(tuple(shape), dtype=dtype, device=device, requires_grad=True)
 
 
-def _from_instance(m: torch.nn.Module) -> ModuleSpec:
+def _from_instance(m: Any) -> ModuleSpec:
+    # ``m`` is an nn.Conv*/ConvTranspose*/LazyConv* instance; its attributes are read as such
+    # (typed as nn.Module, they would all be ``Tensor | Module``).
     cls_name, kind = _kind_of(m)
     _n, _transposed, lazy = MODULE_CLASSES[kind]
     from torch.nn.parameter import UninitializedParameter
@@ -298,11 +302,11 @@ def _from_instance(m: torch.nn.Module) -> ModuleSpec:
                       tuple(m._reversed_padding_repeated_twice), weight, bias_spec, dtype, device)
 
 
-def _torch_size(xs) -> str:
+def _torch_size(xs: Any) -> str:
     return f"torch.Size({fmt_sizes(xs)})"
 
 
-def _seq_repr(xs, like) -> str:
+def _seq_repr(xs: Any, like: Any) -> str:
     if isinstance(like, torch.Size):
         return _torch_size(xs)
     body = ", ".join(fmt_int(x) for x in xs)
@@ -311,7 +315,7 @@ def _seq_repr(xs, like) -> str:
     return f"[{body}]"
 
 
-def _output_padding(run, spec: ModuleSpec, x: TensorSpec, output_size) -> list:
+def _output_padding(run: Any, spec: ModuleSpec, x: TensorSpec, output_size: Any) -> list:
     """``_ConvTransposeNd._output_padding`` (with its ValueErrors)."""
     if output_size is None:
         return list(spec.output_padding)
@@ -344,7 +348,8 @@ def _output_padding(run, spec: ModuleSpec, x: TensorSpec, output_size) -> list:
     return [s - lo for s, lo in zip(sizes, min_sizes)]
 
 
-def module_output(module, *input_specs, output_size=None, env: Environment | None = None):
+def module_output(module: Any, *input_specs: Any, output_size: Any = None,
+                  env: Environment | None = None) -> Any:
     """The output of ``module(input)`` (``module(input, output_size=...)`` for ConvTranspose).
 
     ``module`` is a convolution module instance (``nn.Conv2d(...)``, ``nn.LazyConvTranspose3d``,
@@ -362,7 +367,7 @@ def module_output(module, *input_specs, output_size=None, env: Environment | Non
     run = F._Run(env)
     run.check.checks.extend(spec.checks)
 
-    def replay(values):
+    def replay(values: Any) -> Any:
         m = module
         if isinstance(module, ModuleSpec) and module.ctor is not None:
             cls, args, kwargs = module.ctor
@@ -378,11 +383,13 @@ def module_output(module, *input_specs, output_size=None, env: Environment | Non
         raise TypeError("module_output(): the input must be a tensor or a TensorSpec")
     run.note(x, spec.weight, spec.bias_spec)
 
-    def body():
+    def body() -> Any:
         s = spec
         if lazy and s.weight is None:
             s = _infer_parameters(run, s, x)
         weight, bias = s.weight, s.bias_spec
+        # a module that constructed has a weight; a lazy one has just inferred it
+        assert weight is not None, "module without a weight after parameter inference"
         rg = F._requires_grad(run, x, weight, bias)
         if not transposed:
             if s.padding_mode != "zeros":
@@ -404,7 +411,7 @@ def module_output(module, *input_specs, output_size=None, env: Environment | Non
     return F._with_replay(F._finish(run, lambda: F._lift(body, run)), replay)
 
 
-def _infer_parameters(run, s: ModuleSpec, x: TensorSpec) -> ModuleSpec:
+def _infer_parameters(run: Any, s: ModuleSpec, x: TensorSpec) -> ModuleSpec:
     """``_LazyConvXdMixin.initialize_parameters``: in_channels from the input, then the
     parameters are materialized (``torch.empty``)."""
     n = s.n

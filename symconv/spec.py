@@ -21,7 +21,10 @@ import z3
 from . import domain as D
 
 __all__ = ["TensorSpec", "as_spec", "MF_CONTIGUOUS", "MF_CHANNELS_LAST", "MF_CHANNELS_LAST_3D",
-           "memory_format_code", "memory_format_from_code", "dtype_name"]
+           "memory_format_code", "memory_format_from_code", "dtype_name", "MKLDNN_LAYOUT"]
+
+# The layout of MKLDNN (oneDNN) tensors: torch has it, torch's type stubs do not.
+MKLDNN_LAYOUT: torch.layout = torch._mkldnn  # type: ignore[attr-defined]
 
 # Memory formats are encoded as small integers so that a symbolic choice is one integer term.
 MF_CONTIGUOUS, MF_CHANNELS_LAST, MF_CHANNELS_LAST_3D, MF_PRESERVE = 0, 1, 2, 3
@@ -122,7 +125,7 @@ class TensorSpec:
     layout: torch.layout = torch.strided
     strides: tuple | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         shape = self.shape
         if isinstance(shape, (int, str)) or (not isinstance(shape, Sequence)
                                              and not isinstance(shape, torch.Size)):
@@ -150,7 +153,7 @@ class TensorSpec:
         if code == MF_PRESERVE:
             raise ValueError("memory_format=preserve_format does not describe a tensor")
         object.__setattr__(self, "memory_format", mf)
-        if self.layout not in (torch.strided, torch._mkldnn, torch.sparse_coo):
+        if self.layout not in (torch.strided, MKLDNN_LAYOUT, torch.sparse_coo):
             raise ValueError(f"unsupported layout {self.layout}")
         if self.strides is not None:
             st = tuple(_parse_dim(s, f"strides[{i}]") for i, s in enumerate(self.strides))
@@ -172,7 +175,7 @@ class TensorSpec:
         if not self.is_concrete:
             raise ValueError("to_tensor needs a concrete shape")
         dev = self.device
-        if self.layout == torch._mkldnn:
+        if self.layout == MKLDNN_LAYOUT:
             t = torch.zeros(self.shape, dtype=self.dtype).to_mkldnn()
         elif materialize or self.numel() <= 2**24:
             t = torch.empty_strided(self.shape, self.stride(), dtype=self.dtype, device=dev)
@@ -190,10 +193,10 @@ class TensorSpec:
     def dim(self) -> int:
         return len(self.shape)
 
-    def size(self, i: int):
+    def size(self, i: int) -> Any:
         return self.shape[i]
 
-    def numel(self):
+    def numel(self) -> Any:
         return D.prod(self.shape)
 
     @property
@@ -235,13 +238,13 @@ class TensorSpec:
 
     @property
     def is_mkldnn(self) -> bool:
-        return self.layout == torch._mkldnn
+        return self.layout == MKLDNN_LAYOUT
 
     @property
     def is_sparse(self) -> bool:
         return self.layout == torch.sparse_coo
 
-    def replace(self, **kw) -> TensorSpec:
+    def replace(self, **kw: Any) -> TensorSpec:
         return dataclasses.replace(self, **kw)
 
     # ---- strides and memory formats (c10/core/MemoryFormat.h, TensorImpl)
@@ -255,7 +258,7 @@ class TensorSpec:
             return channels_last_strides_3d(self.shape)
         return contiguous_strides(self.shape)
 
-    def is_contiguous(self, memory_format=torch.contiguous_format):
+    def is_contiguous(self, memory_format: Any = torch.contiguous_format) -> Any:
         """``Tensor.is_contiguous(memory_format)`` over the integer domains."""
         code = memory_format_code(memory_format)
         sizes, strides = self.shape, self.stride()
@@ -271,7 +274,7 @@ class TensorSpec:
             return _is_dense_in_order(sizes, strides, (1, 4, 3, 2, 0))
         raise ValueError(memory_format)
 
-    def suggest_memory_format(self, exact_match: bool = False):
+    def suggest_memory_format(self, exact_match: bool = False) -> Any:
         """``Tensor.suggest_memory_format(exact_match)`` as an integer code (``MF_*``)."""
         if self.layout != torch.strided:
             return MF_CONTIGUOUS
@@ -342,11 +345,11 @@ def channels_last_strides_3d(sizes: Sequence[Any]) -> tuple:
     return (s0, s1, s2, s3, s4)
 
 
-def _strides_equal(a, b):
+def _strides_equal(a: Any, b: Any) -> Any:
     return D.and_(*[D.eq(x, y) for x, y in zip(a, b)])
 
 
-def _is_channels_last_strides(sizes, strides, order):
+def _is_channels_last_strides(sizes: Any, strides: Any, order: Any) -> Any:
     """c10's ``is_channels_last_strides_{2d,3d}_s{4,5}`` written without early returns."""
     ok = D.ne(strides[1], 0)
     minimum = 0
@@ -358,7 +361,7 @@ def _is_channels_last_strides(sizes, strides, order):
     return ok
 
 
-def _is_dense_in_order(sizes, strides, order):
+def _is_dense_in_order(sizes: Any, strides: Any, order: Any) -> Any:
     """c10's ``compute_channels_last_contiguous_{2d,3d}``: dense strides in dimension order."""
     ok = True
     expected = 1
@@ -368,19 +371,19 @@ def _is_dense_in_order(sizes, strides, order):
     return ok
 
 
-def is_channels_last_strides_2d(sizes, strides):
+def is_channels_last_strides_2d(sizes: Any, strides: Any) -> Any:
     if len(sizes) != 4:
         return False
     return _is_channels_last_strides(sizes, strides, (1, 3, 2, 0))
 
 
-def is_channels_last_strides_3d(sizes, strides):
+def is_channels_last_strides_3d(sizes: Any, strides: Any) -> Any:
     if len(sizes) != 5:
         return False
     return _is_channels_last_strides(sizes, strides, (1, 4, 3, 2, 0))
 
 
-def _is_contiguous_strides(sizes, strides):
+def _is_contiguous_strides(sizes: Any, strides: Any) -> Any:
     """TensorImpl::compute_contiguous: numel == 0 or strides match for non-1 sizes."""
     empty = D.or_(*[D.eq(s, 0) for s in sizes])
     return D.or_(empty, _is_dense_in_order(sizes, strides, range(len(sizes) - 1, -1, -1)))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import z3
@@ -37,7 +38,7 @@ from hypothesis import strategies as st
 
 from .backends import ConvBackend
 from .env import Environment
-from .spec import TensorSpec
+from .spec import MKLDNN_LAYOUT, TensorSpec
 
 __all__ = ["conv_args", "ConvArgs", "backends"]
 
@@ -91,12 +92,12 @@ class ConvArgs:
 
     def tensors(self) -> tuple:
         """Real tensors (uninitialised; MKLDNN layout where drawn)."""
-        out = []
+        out: list[torch.Tensor | None] = []
         for s in (self.input, self.weight, self.bias):
             if s is None:
                 out.append(None)
                 continue
-            if s.layout == torch._mkldnn:
+            if s.layout == MKLDNN_LAYOUT:
                 t = torch.zeros(s.shape, dtype=s.dtype).to_mkldnn()
             else:
                 t = torch.empty(s.shape, dtype=s.dtype, device=s.device,
@@ -153,7 +154,8 @@ class _Plan:
                                               .RULES) if isinstance(r.outcome, ConvBackend)]
         leaves = [x for x in q.space.explore(targets, structures=q.structures)
                   if isinstance(x, Leaf)]
-        small, large = [], []
+        small: list[Any] = []
+        large: list[Any] = []
         for leaf in leaves:
             s = q.solver(leaf.structure)
             s.push()
@@ -229,7 +231,7 @@ def _build(q, leaf, full: dict, values: dict, backend, bias: bool, error=None) -
     return ConvArgs(inp, wgt, b, [v["stride" + s] for s in sp], [v["pad" + s] for s in sp],
                     [v["dil" + s] for s in sp], st_.transposed, [v["opad" + s] for s in sp],
                     v["G"], flags, q.env, backend, error,
-                    "mkldnn" if full["layout"] == torch._mkldnn else "strided")
+                    "mkldnn" if full["layout"] == MKLDNN_LAYOUT else "strided")
 
 
 @st.composite
