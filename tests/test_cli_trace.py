@@ -35,6 +35,9 @@ USER_FILE = textwrap.dedent("""
     def odd():
         return Odd()
 
+    def bn():
+        return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.BatchNorm2d(4))
+
     NOT_CALLABLE = 3
 """)
 
@@ -141,16 +144,18 @@ def test_trace_json(capsys, user_file):
     assert doc["mode"] == "eval"
 
 
-def test_trace_module_factory_and_train_flag(capsys):
-    """MODULE:FACTORY form; --train traces in training mode (BatchNorm changes the domain)."""
-    code, out_eval, err = run(capsys, "tests.trace_models:unet_resize", "--input", "N,3,H,W",
-                              "--json")
+def test_trace_module_factory_and_train_flag(capsys, user_file, monkeypatch):
+    """MODULE:FACTORY form; --train traces in training mode: BatchNorm then needs more than one
+    value per channel, so N=1 with a 1x1 map (H, W in 3..4) leaves the domain."""
+    monkeypatch.syspath_prepend(os.path.dirname(user_file))
+    code, out_eval, err = run(capsys, "user_models:bn", "--input", "N,3,H,W", "--json")
     assert code == 0, err
-    code, out_train, err = run(capsys, "tests.trace_models:unet_resize", "--input", "N,3,H,W",
-                               "--json", "--train")
+    code, out_train, err = run(capsys, "user_models:bn", "--input", "N,3,H,W", "--json",
+                               "--train")
     assert code == 0, err
     ev, tr = json.loads(out_eval), json.loads(out_train)
     assert tr["mode"] == "train" and ev["mode"] == "eval"
+    assert ev["domain"] == "H >= 3 and W >= 3", ev["domain"]
     assert ev["domain"] != tr["domain"]
 
 

@@ -111,7 +111,39 @@ def _shapes(ss: Any) -> str:
 
 
 def _conv_label(c: Any) -> str:
-    return str(c)
+    """``conv2d w=(64, 3, 7, 7) stride=2 padding=3`` (defaults left out)."""
+    parts = [f"{c.fn} w={_shape(c.weight_shape)}"]
+    for key, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1),
+                         ("output_padding", 0)):
+        v = getattr(c, key)
+        vs = list(v) if isinstance(v, (list, tuple)) else [v]
+        if any(x != default for x in vs):
+            parts.append(f"{key}={v if isinstance(v, str) else ','.join(map(str, vs))}")
+    if c.bias:
+        parts.append("bias")
+    return " ".join(parts)
+
+
+def _cond(c: Any) -> str:
+    return " ".join(str(c).split())
+
+
+def _outcome(o: Any) -> str:
+    if isinstance(o, BaseException):
+        return "error: " + (str(o).splitlines()[0] if str(o) else type(o).__name__)
+    return getattr(o, "name", str(o))
+
+
+def _output_leaves(x: Any, path: str = "") -> list[tuple[str, list[str]]]:
+    """(name, shape) for every tensor of the traced output (structure walked in order)."""
+    from symconv.tracing.tensor import SymSize
+    if isinstance(x, SymSize):
+        return [(path or "output", [_size(s) for s in x])]
+    if isinstance(x, dict):
+        return [o for k, v in x.items() for o in _output_leaves(v, k)]
+    if isinstance(x, (tuple, list)):
+        return [o for i, v in enumerate(x) for o in _output_leaves(v, f"{path}[{i}]")]
+    return []
 
 
 def _layers(tr) -> list[dict]:
@@ -125,10 +157,14 @@ def _layers(tr) -> list[dict]:
 
 
 def _backends(tr, env) -> list[dict]:
+    """Per convolution layer: the backend regions (first match wins; error regions are where
+    the convolution itself fails)."""
+    import z3
     out = []
-    for b in tr.backends(env):
-        regions = [{"backend": getattr(o, "name", str(o)), "when": str(c)} for c, o in b.regions]
-        out.append({"layer": b.layer, "conv": str(getattr(b, "conv", "")), "regions": regions})
+    for layer, cases in tr.backends(env).items():
+        regions = [{"backend": _outcome(o), "when": _cond(c)} for c, o in cases
+                   if not z3.is_false(z3.simplify(c))]
+        out.append({"layer": layer, "regions": regions})
     return out
 
 
@@ -167,13 +203,14 @@ def run(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     sys.stderr.write(f"traced in {dt:.2f} s\n")
     layers = _layers(tr)
-    domain = str(tr.domain_text() if hasattr(tr, "domain_text") else tr.domain)
+    domain = " ".join(tr.readable().split())
     witness = tr.witness()
-    outputs = [[_size(x) for x in s] for s in tr.output_shapes()]
+    outputs = _output_leaves(tr.outputs)
     if args.json:
         emit_json({"model": args.model, "mode": "train" if args.train else "eval",
                    "inputs": [[_size(x) for x in s.shape] for s in specs],
-                   "domain": domain, "witness": witness, "outputs": outputs,
+                   "domain": domain, "witness": witness,
+                   "outputs": [{"name": n, "shape": s} for n, s in outputs],
                    "layers": layers, "backends": backends, "trace_seconds": round(dt, 4),
                    "environment": env.as_dict(), "torch": torch.__version__})
         return 0
@@ -188,13 +225,14 @@ def run(args: argparse.Namespace) -> int:
                       "; ".join(r["convs"]))
     con.print(table)
     con.print()
-    con.print(f"outputs   {_shapes(outputs)}")
-    con.print(f"domain    {domain}")
+    for n, s in outputs:
+        con.print(f"output    {n}: {_shape(s)}", markup=False)
+    con.print(f"domain    {domain}", markup=False)
     con.print(f"witness   {witness}")
     con.print()
     con.print(f"backends ({args.env}):")
     for b in backends:
         con.print(f"  {b['layer']}")
         for reg in b["regions"]:
-            con.print(f"    {reg['backend']:<16} when {reg['when']}")
+            con.print(f"    {reg['backend']:<18} when {reg['when']}", markup=False)
     return 0
