@@ -27,12 +27,22 @@ class CLIError(Exception):
         self.argument = argument
 
 
+MAX_LINE = 400  # an error line echoes the user's text: a 5,000-character argument is clipped
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """``text`` on one line (whitespace runs become one space), clipped to ``limit``."""
+    text = " ".join(str(text).split())
+    if len(text) > limit:
+        text = text[:limit - 30] + f"... ({len(text) - limit + 30} more characters)"
+    return text
+
+
 class ArgParser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        message = " ".join(str(message).split())
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.write(one_line(f"{self.prog}: error: {message}") + "\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -48,7 +58,19 @@ def _commands() -> dict[str, Any]:
     return out
 
 
+_PARSER: tuple[ArgParser, dict[str, Callable]] | None = None
+
+
 def build_parser() -> tuple[ArgParser, dict[str, Callable]]:
+    """The parser and each command's runner, built once per process (parsing keeps no
+    state in the parser, and building it costs more than most answers)."""
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = _build_parser()
+    return _PARSER
+
+
+def _build_parser() -> tuple[ArgParser, dict[str, Callable]]:
     from symconv import __version__
     parser = ArgParser(prog="symconv", description="PyTorch's convolution front-end, "
                        "symbolically: backend selection, shapes, proofs and queries.")
@@ -79,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
     except CLIError as e:
         cmd = argv[0] if argv else ""
-        sys.stderr.write(f"symconv {cmd}: error: {e}\n".replace("  ", " "))
+        sys.stderr.write(one_line(f"symconv {cmd}: error: {e}") + "\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("symconv: interrupted\n")
@@ -87,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as e:  # noqa: BLE001 - never show users a traceback
-        msg = " ".join(str(e).split())
+        msg = one_line(str(e))
         sys.stderr.write(f"symconv: internal error: {type(e).__name__}: {msg}\n"
                          "  please report it with the command line that caused it\n")
         return EXIT_INTERNAL

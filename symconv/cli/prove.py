@@ -104,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
     runner = _proofs("runner")
     catalogue = core.select(None)
     if args.list:
+        if args.json:
+            sys.stdout.write(json.dumps([{"name": inv.name, "item": inv.item,
+                                          "summary": inv.summary} for inv in catalogue],
+                                        indent=2) + "\n")
+            return 0
         for inv in catalogue:
             sys.stdout.write(f"{inv.name:48s} item {inv.item:8s} {inv.summary}\n")
         return 0

@@ -18,8 +18,9 @@ DESCRIPTION = (HELP + ". Runtime flags (mkldnn, nnpack, cuDNN flags, threads, gr
 def register(p: argparse.ArgumentParser):
     p.add_argument("backend", nargs="?", metavar="BACKEND",
                    help="a ConvBackend name, e.g. NnpackSpatial (case-insensitive)")
-    p.add_argument("--env", default="native",
-                   help="environment preset (default: this process); see 'symconv reach --all'")
+    p.add_argument("--env", default=None,
+                   help="environment preset (default: this process, 'native'); see "
+                        "'symconv reach --all'")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override an Environment field, e.g. --set num_threads=2")
     p.add_argument("--dims", metavar="D", help="spatial dims: 1, 2, 3 or a list like 1,2 "
@@ -68,9 +69,15 @@ def run(args: argparse.Namespace) -> int:
         where = parse_where(args.where)
     except WhereError as e:
         raise CLIError("--where", str(e)) from None
+    if args.region_limit < 0:
+        raise CLIError("--region-limit", f"must be >= 0, got {args.region_limit}")
     if args.all:
+        if args.env is not None:
+            raise CLIError("--env", "--all covers every environment preset; give --env "
+                           "without --all")
         return _table(args, dims, where)
     backend = parse_backend(args.backend)
+    args.env = "native" if args.env is None else args.env
     env = parse_env(args.env, args.set)
     try:
         res = reach(backend, env=env, dims=dims, where=where, validate=not args.no_validate,

@@ -101,28 +101,43 @@ def _fmt(x: Any) -> str:
     return str(D.simplify(x)) if D.is_symbolic(x) else str(x)
 
 
+TORCH_ERRORS = (symconv.ConvError, ConvValueError, IndexError, NotImplementedError)
+
+
+def torch_error(args: argparse.Namespace, env: symconv.Environment, e: BaseException) -> int:
+    """Report the error torch raises for this call (exit status 1)."""
+    kind = "RuntimeError" if isinstance(e, symconv.ConvError) else (
+        "ValueError" if isinstance(e, ConvValueError) else type(e).__name__)
+    first = (str(e).splitlines() or [""])[0]
+    if args.json:
+        emit_json({"error": {"type": kind, "message": first}, "environment": env.as_dict()})
+    else:
+        sys.stdout.write(f"torch raises {kind}: {first}\n")
+    return EXIT_TORCH_ERROR
+
+
+def is_symbolic_call(a: dict[str, Any]) -> bool:
+    specs = [a["input"], a["weight"]] + ([a["bias"]] if a["bias"] is not None else [])
+    return not (all(t.is_concrete for t in specs) and
+                all(isinstance(v, int) for v in a["stride"] + a["padding"] + a["dilation"]
+                    + a["output_padding"] + [a["groups"]]))
+
+
 def run(args: argparse.Namespace) -> int:
     a = conv_args_from(args)
     env = a.pop("env")
     call = (a["input"], a["weight"], a["bias"], a["stride"], a["padding"], a["dilation"],
             a["transposed"], a["output_padding"], a["groups"])
-    symbolic = not (a["input"].is_concrete and a["weight"].is_concrete and
-                    all(isinstance(v, int) for v in a["stride"] + a["padding"] + a["dilation"]
-                        + a["output_padding"] + [a["groups"]]))
-    if symbolic:
-        return _run_symbolic(args, call, env)
+    if is_symbolic_call(a):
+        try:
+            return _run_symbolic(args, call, env)
+        except TORCH_ERRORS as e:  # fails whatever the symbols are
+            return torch_error(args, env, e)
     try:
         backend = symconv.select_conv_backend(*call, env=env)
         shape = symconv.convolution_output_shape(*call, env=env)
-    except (symconv.ConvError, ConvValueError, IndexError, NotImplementedError) as e:
-        kind = "RuntimeError" if isinstance(e, symconv.ConvError) else (
-            "ValueError" if isinstance(e, ConvValueError) else type(e).__name__)
-        first = str(e).splitlines()[0]
-        if args.json:
-            emit_json({"error": {"type": kind, "message": first}, "environment": env.as_dict()})
-        else:
-            sys.stdout.write(f"torch raises {kind}: {first}\n")
-        return EXIT_TORCH_ERROR
+    except TORCH_ERRORS as e:
+        return torch_error(args, env, e)
     mf = symconv.determine_backend_memory_format(a["input"], a["weight"], backend, env=env)
     mf_name = str(mf).replace("torch.", "")
     if args.json:

@@ -51,25 +51,34 @@ def parse_axis(text: str) -> Axis:
     if not m:
         raise ValueError(f"expected NAME=START:STOP[:STEP] or NAME=V1,V2,..., got {text!r}")
     name, spec = m.group(1), m.group(2).strip()
+    bad = ValueError(f"bad values for axis {name}: {spec!r} (START:STOP with START <= STOP, "
+                     "an optional positive STEP, or a comma list of integers)")
     try:
         if ":" in spec:
             parts = [int(p) for p in spec.split(":")]
             if len(parts) not in (2, 3):
-                raise ValueError
+                raise bad
             start, stop = parts[0], parts[1]
             step = parts[2] if len(parts) == 3 else 1
             if step <= 0 or stop < start:
-                raise ValueError
-            values = np.arange(start, stop + 1, step, dtype=np.int64)
+                raise bad
+            ends = [start, stop]
+            count = (stop - start) // step + 1
         else:
-            values = np.array([int(p) for p in spec.split(",")], dtype=np.int64)
+            ends = [int(p) for p in spec.split(",")]
+            count = len(ends)
     except ValueError:
-        raise ValueError(f"bad values for axis {name}: {spec!r} (START:STOP with START <= STOP, "
-                         "an optional positive STEP, or a comma list of integers)") from None
-    if values.size > 100_000:
-        raise ValueError(f"axis {name} has {values.size} values; at most 100000")
-    if (np.abs(values) > D.INT64_MAX // 4).any():
-        raise ValueError(f"axis {name}: values out of range")
+        raise bad from None
+    # range and size are checked on Python ints, before numpy builds (or overflows on) them
+    if any(abs(v) > D.INT64_MAX // 4 for v in ends):
+        raise ValueError(f"axis {name}: values out of range (at most {D.INT64_MAX // 4} in "
+                         "absolute value)")
+    if count > 100_000:
+        raise ValueError(f"axis {name} has {count} values; at most 100000")
+    if ":" in spec:
+        values = np.arange(start, stop + 1, step, dtype=np.int64)
+    else:
+        values = np.array(ends, dtype=np.int64)
     return Axis(name, values)
 
 

@@ -135,10 +135,7 @@ def parse_where(where: str | Sequence[str] | None) -> Where:
     ints: list = []
     threads: list = []
     for item in items:
-        try:
-            node = ast.parse(item, mode="eval").body
-        except SyntaxError:
-            raise WhereError(f"cannot parse {item!r}") from None
+        node = _parse_item(item)
         cat = _categorical(node, item)
         if cat is not None:
             name, allowed = cat
@@ -155,6 +152,29 @@ def parse_where(where: str | Sequence[str] | None) -> Where:
         ints.append((item, node))
     text = ", ".join(items)
     return Where(text, restrict, ints, threads)
+
+
+MAX_ITEM_CHARS = 1000  # one constraint; longer ones are refused before Python parses them
+MAX_DEPTH = 60  # nesting of one constraint's syntax tree (the translation to Z3 recurses)
+
+
+def _parse_item(item: str) -> ast.AST:
+    if len(item) > MAX_ITEM_CHARS:
+        raise WhereError(f"constraint {item[:40]!r}... is {len(item)} characters long; at most "
+                         f"{MAX_ITEM_CHARS}")
+    try:
+        node = ast.parse(item, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # ValueError: a null byte or an integer literal of too many digits
+        raise WhereError(f"cannot parse {item!r}") from None
+    depth, stack = 0, [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        depth = max(depth, d)
+        if depth > MAX_DEPTH:
+            raise WhereError(f"{item!r} is nested too deeply (at most {MAX_DEPTH} levels)")
+        stack.extend((c, d + 1) for c in ast.iter_child_nodes(n))
+    return node
 
 
 def _value(node: ast.AST, name: str, item: str) -> Any:
@@ -234,9 +254,44 @@ def _check_int(node: ast.AST, item: str) -> None:
                                  + ", ".join(sorted(INT_NAMES)))
         if isinstance(n, ast.Constant) and type(n.value) is not int:
             raise WhereError(f"{item!r}: only integer literals are allowed, got {n.value!r}")
-    if not isinstance(node, (ast.Compare, ast.BoolOp)) and not (
-            isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)):
+    if _kind(node, item) != "bool":
         raise WhereError(f"{item!r} is not a condition (compare it, e.g. 'N <= 8')")
+
+
+def _kind(node: ast.AST, item: str) -> str:
+    """``"int"`` or ``"bool"``: and/or/not take conditions, comparisons and arithmetic take
+    integers (Z3 would refuse the mix with a sort error)."""
+    def need(n, want):
+        got = _kind(n, item)
+        if got != want:
+            part = ast.unparse(n)
+            raise WhereError(f"{item!r}: {part!r} is " + ("a condition where an integer is "
+                             "expected" if got == "bool" else "an integer where a condition "
+                             "is expected (compare it, e.g. 'N <= 8')"))
+    if isinstance(node, (ast.Name, ast.Constant)):
+        return "int"
+    if isinstance(node, ast.UnaryOp):
+        if isinstance(node.op, ast.Not):
+            need(node.operand, "bool")
+            return "bool"
+        need(node.operand, "int")
+        return "int"
+    if isinstance(node, ast.BinOp):
+        need(node.left, "int")
+        need(node.right, "int")
+        if isinstance(node.op, (ast.FloorDiv, ast.Mod)) and isinstance(node.right, ast.Constant) \
+                and node.right.value == 0:
+            raise WhereError(f"{item!r}: division by zero")
+        return "int"
+    if isinstance(node, ast.BoolOp):
+        for v in node.values:
+            need(v, "bool")
+        return "bool"
+    if isinstance(node, ast.Compare):
+        for v in [node.left] + list(node.comparators):
+            need(v, "int")
+        return "bool"
+    raise WhereError(f"{item!r}: {type(node).__name__} is not allowed")  # pragma: no cover
 
 
 def _to_z3(node: ast.AST, names: dict):
