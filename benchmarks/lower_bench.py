@@ -161,20 +161,58 @@ def _sequence(layers, batch, device, dtype, channels_last, repeat) -> dict:
                 symconv_median_ms=statistics.median(ts) * 1e3)
 
 
-def dispatch(device: str, dtype, repeat: int = 30, number: int = 500) -> dict:
-    """The fixed per-call cost: a 1x1 convolution of one element."""
+def dispatch(device: str, dtype, channels_last: bool = False, repeat: int = 30,
+             number: int = 500) -> dict:
+    """The fixed per-call cost: a 1x1 convolution of one element, and a ladder of what a
+    Python wrapper cannot avoid, on the same tensors:
+
+    * ``torch``: ``torch.convolution`` (torch's C++ front-end, then the kernel);
+    * ``kernel``: the kernel symconv's warm path calls, called directly (``fn(x, w, *args)``:
+      no front-end at all);
+    * ``wrapper``: a bare Python function with ``torch.convolution``'s signature that calls
+      that kernel (the cost of one Python call);
+    * ``lookup``: that wrapper plus the least a cache of plans must read: the two tensors'
+      sizes and strides, a 4-part key and one dict lookup;
+    * ``symconv``: ``symconv.convolution`` (warm)."""
     x = torch.randn(1, 1, 1, 1, device=device, dtype=dtype)
     w = torch.randn(1, 1, 1, 1, device=device, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = w.contiguous(memory_format=torch.channels_last)
     args = (x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
-    f_torch, f_sym = (lambda: torch.convolution(*args)), (lambda: symconv.convolution(*args))
+    lowering = symconv.lowering
     with torch.no_grad():
-        f_torch(), f_sym()
-        tt, ts = [], []
+        pl = lowering.plan(*args)
+        fn, pre, post = lowering._fast_entry(pl, False, None, None)
+    if pre is None:  # the kernel is reached through a closure (group split, copies, ...)
+        extra = (None,)
+    else:
+        extra = pre if post is None else pre + (None,) + post
+
+    def wrapped(input, weight, bias=None, stride=1, padding=0, dilation=1, transposed=False,
+                output_padding=0, groups=1):
+        return fn(input, weight, *extra)
+    table = {(x.shape, x.stride(), w.shape, w.stride()): (fn, extra)}
+
+    def looked_up(input, weight, bias=None, stride=1, padding=0, dilation=1,
+                  transposed=False, output_padding=0, groups=1):
+        f, a = table[(input.shape, input.stride(), weight.shape, weight.stride())]
+        return f(input, weight, *a)
+    fns = {"torch": lambda: torch.convolution(*args), "kernel": lambda: fn(x, w, *extra),
+           "wrapper": lambda: wrapped(*args), "lookup": lambda: looked_up(*args),
+           "symconv": lambda: symconv.convolution(*args)}
+    times: dict[str, list] = {k: [] for k in fns}
+    with torch.no_grad():
+        for f in fns.values():
+            f()
+        names = list(fns)
         for r in range(repeat):
-            for f in ((f_torch, f_sym) if r % 2 == 0 else (f_sym, f_torch)):
-                (tt if f is f_torch else ts).append(_time(f, number, device))
-    return dict(torch_us=min(tt) * 1e6, symconv_us=min(ts) * 1e6,
-                extra_us=(min(ts) - min(tt)) * 1e6)
+            for k in (names if r % 2 == 0 else names[::-1]):
+                times[k].append(_time(fns[k], number, device))
+    out = {f"{k}_us": min(v) * 1e6 for k, v in times.items()}
+    out["backend"] = pl.backend.name
+    out["extra_us"] = out["symconv_us"] - out["torch_us"]
+    return out
 
 
 def main(argv=None) -> dict:
@@ -188,6 +226,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--min-time", type=float, default=0.02,
                     help="seconds per timing (calls are repeated to last about this long)")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--dispatch-only", action="store_true",
+                    help="only the per-call cost (the 1-element convolution)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -201,9 +241,18 @@ def main(argv=None) -> dict:
           f"{info['torch']}, {args.device} ({card}), {args.dtype}"
           f"{', channels_last' if args.channels_last else ''}, {info['threads']} threads; "
           f"minimum of {args.repeat} alternating timings")
-    disp = dispatch(args.device, dtype)
-    print(f"dispatch (1-element conv): torch {disp['torch_us']:.2f} us, symconv "
-          f"{disp['symconv_us']:.2f} us: {disp['extra_us']:.2f} us more per call")
+    disp = dispatch(args.device, dtype, args.channels_last)
+    print(f"dispatch (1-element conv, {disp['backend']}): torch {disp['torch_us']:.2f} us, "
+          f"symconv {disp['symconv_us']:.2f} us: {disp['extra_us']:.2f} us more per call")
+    print("  the floor, same tensors: kernel called directly "
+          f"{disp['kernel_us']:.2f} us; from a bare Python function {disp['wrapper_us']:.2f} us; "
+          f"+ a sizes/strides key and a dict lookup {disp['lookup_us']:.2f} us")
+    if args.dispatch_only:
+        out = dict(info=info, dispatch=disp, results=[])
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(out, f, indent=1)
+        return out
     results = []
     for batch in args.batches:
         res = bench_batch(batch, args.device, dtype, args.channels_last, args.repeat,

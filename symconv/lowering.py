@@ -817,32 +817,62 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     these arguments. ``env`` defaults to the running process's environment; pass another only
     to run a backend as symconv decides it for that environment.
     """
-    # The int path: everything symconv decides is a function of the tensors' sizes, strides,
-    # dtypes, devices and requires_grad, the parameters and the flags torch reads; a call seen
-    # before is answered from the plan cache (errors are never cached).
-    try:
-        key = (input.shape, input.stride(), input.dtype, input.device, input.requires_grad,
-               weight.shape, weight.stride(), weight.dtype, weight.device, weight.requires_grad,
-               None if bias is None else (bias.shape, bias.stride(), bias.dtype, bias.device,
-                                          bias.requires_grad),
-               stride if type(stride) is int else tuple(stride),
-               padding if type(padding) is int else tuple(padding),
-               dilation if type(dilation) is int else tuple(dilation), transposed,
-               output_padding if type(output_padding) is int else tuple(output_padding), groups,
-               backend, _C._get_mkldnn_enabled(), _C._get_nnpack_enabled(),
-               _C._get_cudnn_enabled(), _C._get_cudnn_deterministic(),
-               _C._get_deterministic_algorithms(), _C._get_cudnn_benchmark(),
-               _C._get_cudnn_allow_tf32(),
-               _get_depthwise_kernel() if _get_depthwise_kernel is not None else None,
-               torch.get_num_threads(), _C.is_grad_enabled()) if env is None else None
-        hit = _FAST.get(key) if key is not None else None
-    except (RuntimeError, TypeError):  # MKLDNN tensors have no strides; unhashable arguments
-        key, hit = None, None
-    if hit is not None:
-        fast, pl, grad = hit
-        if grad:
-            return _autograd(pl, input, weight, bias, backend, env)
-        return fast(input, weight, bias)
+    # The warm path: everything symconv decides is a function of the tensors' sizes, strides,
+    # dtypes, devices, the parameters, the flags torch reads and whether a gradient is needed;
+    # a call seen before is answered from the plan cache (errors are never cached). The key
+    # reads only the flags that selection reads for the input's device (see _DEVICE_FLAGS),
+    # and a hit calls the kernel without a Python frame in between where it can.
+    if env is None:
+        try:
+            rg = input.requires_grad
+            if input.is_cuda:
+                key = (input.shape, input.stride(), input.dtype, input.device, rg,
+                       weight.shape, weight.stride(), weight.dtype, weight.device,
+                       None if bias is None else (bias.shape, bias.stride(), bias.dtype,
+                                                  bias.device, bias.requires_grad),
+                       stride if type(stride) is int else tuple(stride),
+                       padding if type(padding) is int else tuple(padding),
+                       dilation if type(dilation) is int else tuple(dilation), transposed,
+                       output_padding if type(output_padding) is int else tuple(output_padding),
+                       groups, backend,
+                       _grad_enabled() and (rg or weight.requires_grad or (
+                           bias is not None and bias.requires_grad)),
+                       _cudnn_enabled(), _cudnn_deterministic(), _deterministic_algorithms(),
+                       _cudnn_benchmark(), _cudnn_allow_tf32(),
+                       _get_depthwise_kernel() if _get_depthwise_kernel is not None else None)
+            elif input.is_cpu:
+                key = (input.shape, input.stride(), input.dtype, input.device, rg,
+                       weight.shape, weight.stride(), weight.dtype, weight.device,
+                       None if bias is None else (bias.shape, bias.stride(), bias.dtype,
+                                                  bias.device, bias.requires_grad),
+                       stride if type(stride) is int else tuple(stride),
+                       padding if type(padding) is int else tuple(padding),
+                       dilation if type(dilation) is int else tuple(dilation), transposed,
+                       output_padding if type(output_padding) is int else tuple(output_padding),
+                       groups, backend,
+                       _grad_enabled() and (rg or weight.requires_grad or (
+                           bias is not None and bias.requires_grad)),
+                       _mkldnn_enabled(), _nnpack_enabled(), _num_threads())
+            else:
+                key = (input.shape, input.stride(), input.dtype, input.device, rg,
+                       weight.shape, weight.stride(), weight.dtype, weight.device,
+                       None if bias is None else (bias.shape, bias.stride(), bias.dtype,
+                                                  bias.device, bias.requires_grad),
+                       _pkey(stride), _pkey(padding), _pkey(dilation), transposed,
+                       _pkey(output_padding), groups, backend, weight.requires_grad) + \
+                    _flags_key()
+            hit = _FAST.get(key)
+        except (RuntimeError, TypeError):  # MKLDNN tensors have no strides; unhashable args
+            key, hit = None, None
+        if hit is not None:
+            fn, pre, post = hit
+            if pre is None:
+                return fn(input, weight, bias)
+            if post is None:
+                return fn(input, weight, *pre)
+            return fn(input, weight, *pre, bias, *post)
+    else:
+        key = None
     if type(padding) is str or input.is_complex() or (
             3 <= weight.dim() <= 5 and input.dim() != weight.dim()) or (
             3 <= weight.dim() <= 5 and not transposed and bias is not None
@@ -854,47 +884,96 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     grad = _C.is_grad_enabled() and (input.requires_grad or weight.requires_grad
                                      or (bias is not None and bias.requires_grad))
     if key is not None:
-        _remember(_FAST, key, (_fast_runner(pl), pl, grad))
+        _remember(_FAST, key, _fast_entry(pl, grad, bias, backend))
     if grad:
         return _autograd(pl, input, weight, bias, backend, env)
     return _execute(pl, input, weight, bias)
 
 
 _FAST: dict = {}
+_grad_enabled = _C.is_grad_enabled
+_mkldnn_enabled = _C._get_mkldnn_enabled
+_nnpack_enabled = _C._get_nnpack_enabled
+_num_threads = torch.get_num_threads
+_cudnn_enabled = _C._get_cudnn_enabled
+_cudnn_deterministic = _C._get_cudnn_deterministic
+_deterministic_algorithms = _C._get_deterministic_algorithms
+_cudnn_benchmark = _C._get_cudnn_benchmark
+_cudnn_allow_tf32 = _C._get_cudnn_allow_tf32
+
+# Which runtime flags selection, the kernel checks and the lowering can read, by the input's
+# device (the warm path's key holds only these; any other device reads them all). Every
+# predicate that reads a cuDNN / MIOpen flag, the deterministic flags or the depthwise-kernel
+# flag first requires ``input.is_cuda``; oneDNN, NNPACK and XNNPACK (and with them the thread
+# count) require a CPU input (or an MKLDNN one, which is a CPU tensor). Grad mode is read for
+# every device. tests/test_lowering.py checks this against the rule table.
+_DEVICE_FLAGS = {
+    "cuda": ("cudnn_enabled", "cudnn_deterministic", "deterministic_algorithms",
+             "cudnn_benchmark", "cudnn_allow_tf32", "cudnn_depthwise_kernel", "grad_enabled"),
+    "cpu": ("mkldnn_enabled", "nnpack_enabled", "num_threads", "grad_enabled"),
+}
 
 
-def _fast_runner(pl: Plan):
-    """The plan's forward as one closure (no autograd), for the common cases without views,
-    copies or group splits; else the general :func:`_execute`."""
+def _fast_entry(pl: Plan, grad: bool, bias, backend):
+    """What a cache hit runs, ``(fn, pre, post)``: ``fn(input, weight, bias)`` when ``pre`` is
+    None, ``fn(input, weight, *pre)`` when only ``post`` is None (no bias), else
+    ``fn(input, weight, *pre, bias, *post)``. The kernel is called directly (no Python frame in
+    between) in the common cases, those without views, copies or group splits; else through
+    the general :func:`_execute` (or autograd). ``bias`` is the call's bias tensor or None:
+    its properties are part of the cache key."""
+    if grad:
+        return (lambda inp, w, b: _autograd(pl, inp, w, b, backend, None)), None, None
     be = pl.backend
     plain = not pl.view1d and pl.input_in_format and pl.weight_in_format
-    s, p, d, g = pl.stride, pl.padding, pl.dilation, pl.groups
-    if plain and be == B.Mkldnn:
-        conv = torch.mkldnn_convolution
-
-        def run(inp, w, b):
-            if b is not None:
-                b = b.contiguous()
-            return conv(inp, w, b, p, s, d, g)
-        return run
-    if plain and be in GROUP_SPLIT and g == 1:
-        def run(inp, w, b):
-            return _nogroup_forward(be, pl, inp, w, b)
-        return run
+    s, p, d, g, ks = pl.stride, pl.padding, pl.dilation, pl.groups, pl.kernel_size
     if plain and be == B.Cudnn and not pl.split_batch:
-        conv, env = torch.cudnn_convolution, pl.env
-        bench, det, tf32 = env.cudnn_benchmark, env.deterministic, env.cudnn_allow_tf32
+        env = pl.env
+        tail = (p, s, d, g, env.cudnn_benchmark, env.deterministic, env.cudnn_allow_tf32)
+        if bias is None:
+            return torch.cudnn_convolution, tail, None
+        conv = torch.cudnn_convolution
 
         def run(inp, w, b):
-            out = conv(inp, w, p, s, d, g, bench, det, tf32)
-            if b is not None:
-                out.add_(_reshape_bias(inp.dim(), b))
+            out = conv(inp, w, *tail)
+            out.add_(_reshape_bias(inp.dim(), b))
             return out
-        return run
+        return run, None, None
+    direct = None
+    if plain and be == B.Mkldnn and (bias is None or bias.is_contiguous()):
+        direct = torch.mkldnn_convolution, (), (p, s, d, g)
+    elif plain and g == 1 and be in _DIRECT:
+        fn, pre, post = _DIRECT[be]
+        direct = fn, pre(pl), post(pl)
+    elif be == B.Slow3d and not pl.view1d:
+        direct = _nn.slow_conv3d, (ks,), (s, p)
+    elif plain and be in (B.CudaDepthwise2d, B.CudaDepthwise3d) and \
+            pl.memory_format == torch.contiguous_format:
+        fn = _nn._conv_depthwise2d if be == B.CudaDepthwise2d else _nn.conv_depthwise3d
+        direct = fn, (ks,), (s, p, d)
+    if direct is not None:
+        fn, pre, post = direct
+        return (fn, pre + (None,) + post, None) if bias is None else direct
+    return (lambda inp, w, b: _execute(pl, inp, w, b)), None, None
 
-    def run(inp, w, b):
-        return _execute(pl, inp, w, b)
-    return run
+
+# The kernels of the group-split backends (groups == 1), as (kernel, arguments before the bias,
+# arguments after it): the calls of _nogroup_forward (a kernel this torch lacks is left out).
+_DIRECT = {}
+for _b, _mod, _name, _pre, _post in (
+        (B.NnpackSpatial, torch, "_nnpack_spatial_convolution", lambda pl: (),
+         lambda pl: (pl.padding, pl.stride)),
+        (B.Slow2d, _nn, "thnn_conv2d", lambda pl: (pl.kernel_size,),
+         lambda pl: (pl.stride, pl.padding)),
+        (B.SlowDilated2d, _nn, "slow_conv_dilated2d", lambda pl: (pl.kernel_size,),
+         lambda pl: (pl.stride, pl.padding, pl.dilation)),
+        (B.SlowDilated3d, _nn, "slow_conv_dilated3d", lambda pl: (pl.kernel_size,),
+         lambda pl: (pl.stride, pl.padding, pl.dilation)),
+        (B.SlowTranspose2d, _nn, "slow_conv_transpose2d", lambda pl: (pl.kernel_size,),
+         lambda pl: (pl.stride, pl.padding, pl.output_padding, pl.dilation)),
+        (B.SlowTranspose3d, _nn, "slow_conv_transpose3d", lambda pl: (pl.kernel_size,),
+         lambda pl: (pl.stride, pl.padding, pl.output_padding, pl.dilation))):
+    if hasattr(_mod, _name):
+        _DIRECT[_b] = (getattr(_mod, _name), _pre, _post)
 
 
 def _batchify_check(input, weight, transposed):
