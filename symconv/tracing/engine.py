@@ -14,6 +14,7 @@ re-executes with the earlier decisions forced. The domain is the OR over paths o
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 from typing import Any, Callable
 
@@ -28,6 +29,9 @@ __all__ = ["Check", "LayerRecord", "PathRun", "PathResult", "dispatch", "explore
            "MAX_PATHS"]
 
 MAX_PATHS = 64
+DECIDE_TIMEOUT_MS = 3000
+_VALUES = [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 224, 256,
+           511, 1000]
 
 
 @dataclasses.dataclass
@@ -99,6 +103,7 @@ class PathRun:
         self.current_op = ""
         self.solver_calls = 0
         self._check_keys: set = set()
+        self._pool = None
 
     # --- where we are -----------------------------------------------------------------
     def layer_name(self) -> str:
@@ -113,8 +118,48 @@ class PathRun:
 
     def _sat(self, *conds) -> bool:
         self.solver_calls += 1
-        r = solver.check(*self._known(), *conds)
+        r = solver.check(*self._known(), *conds, timeout_ms=DECIDE_TIMEOUT_MS)
         return not r.unsat  # unknown: explore it (an infeasible path only costs time)
+
+    def _points(self) -> list:
+        """Concrete points tried before the solver: a side seen true at a point of the
+        reached region is feasible without a query (nonlinear size terms are slow in Z3)."""
+        if self._pool is None:
+            syms = [f.arg(0) for f in self.facts]
+            rnd = random.Random(0)
+            pts = [[(s, z3.IntVal(v)) for s in syms] for v in _VALUES]
+            for _ in range(48):
+                pts.append([(s, z3.IntVal(rnd.choice(_VALUES))) for s in syms])
+            self._pool = pts
+        return self._pool
+
+    def _sides_by_sampling(self, cond) -> tuple[bool, bool]:
+        t_ok = f_ok = False
+        known = None
+        for pt in self._points():
+            if not pt:
+                break
+            c = z3.simplify(z3.substitute(cond, *pt))
+            if z3.is_true(c):
+                if t_ok:
+                    continue
+            elif z3.is_false(c):
+                if f_ok:
+                    continue
+            else:
+                continue
+            if known is None:
+                k = self._known()
+                known = z3.And(*k) if k else z3.BoolVal(True)
+            if not z3.is_true(z3.simplify(z3.substitute(known, *pt))):
+                continue
+            if z3.is_true(c):
+                t_ok = True
+            else:
+                f_ok = True
+            if t_ok and f_ok:
+                break
+        return t_ok, f_ok
 
     def decide(self, cond) -> bool:
         cond = z3.simplify(cond)
@@ -126,8 +171,9 @@ class PathRun:
         if i < len(self.forced):
             value = self.forced[i]
         else:
-            t_ok = self._sat(cond)
-            f_ok = self._sat(z3.Not(cond))
+            t_ok, f_ok = self._sides_by_sampling(cond)
+            t_ok = t_ok or self._sat(cond)
+            f_ok = f_ok or self._sat(z3.Not(cond))
             if t_ok and f_ok:
                 value = True
                 self.alternatives.append([v for _, v in self.decisions] + [False])

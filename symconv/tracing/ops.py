@@ -87,6 +87,8 @@ def fmt_size(xs) -> str:
 
 
 def eq(a, b):
+    if type(a) is int and type(b) is int:
+        return a == b
     return wrap(zexpr(a) == zexpr(b))
 
 
@@ -159,8 +161,8 @@ def _unary(run, input, *args, **kwargs):
         dtype = torch.float64
     elif name == "bfloat16":
         dtype = torch.bfloat16
-    contig = True if name in ("contiguous", "clone") else input._sym_contig
-    return new(input, input.shape, dtype, contiguous=contig)
+    layout = True if name == "contiguous" else _layout(input)
+    return new(input, input.shape, dtype, contiguous=layout)
 
 
 for _n in _UNARY:
@@ -187,7 +189,7 @@ def _to(run, input, *args, **kwargs):
             dtype = a
         elif isinstance(a, torch.Tensor):
             dtype = a.dtype
-    return new(input, input.shape, dtype, contiguous=input._sym_contig)
+    return new(input, input.shape, dtype, contiguous=_layout(input))
 
 
 @rule("F.softmax", "F.log_softmax", "torch.softmax", "torch.log_softmax", "Tensor.softmax",
@@ -232,7 +234,7 @@ def _binary(run, a, b=None, *args, **kwargs):
     name = run.current_op.split(".")[-1]
     if name.endswith("_") or name.startswith("__i"):
         # in place: the result keeps a's shape
-        if tuple(shape) != tuple(sa):
+        if len(shape) != len(sa) or not all(_same_size(x, y) for x, y in zip(shape, sa)):
             for x, y in zip(shape, sa):
                 run.check(eq(x, y), RuntimeError,
                           lambda: f"output with shape {fmt_list(sa)} doesn't match the "
@@ -324,20 +326,21 @@ def _infer_size(run, input, target, op):
     if len(neg) > 1:
         raise RuntimeError("only one dimension can be inferred")
     known = numel([s for i, s in enumerate(target) if i not in neg])
-    tl = fmt_list(target)
+    def tl():
+        return fmt_list(target)
     if neg:
         run.check(z3.Not(zexpr(known) == 0), RuntimeError,
-                  lambda: f"cannot reshape tensor of 0 elements into shape {tl} because the "
+                  lambda: f"cannot reshape tensor of 0 elements into shape {tl()} because the "
                           "unspecified dimension size -1 can be any value and is ambiguous")
         run.check(zexpr(n) % zexpr(known) == 0 if not isinstance(known, int) or known > 0
                   else z3.BoolVal(True), RuntimeError,
-                  lambda: f"shape '{tl}' is invalid for input of size {n}")
+                  lambda: f"shape '{tl()}' is invalid for input of size {n}")
         rest = wrap(zexpr(n) / zexpr(known)) if not (isinstance(known, int) and known == 1) \
             else n
         out = list(target)
         out[neg[0]] = rest
         return out
-    run.check(eq(known, n), RuntimeError, lambda: f"shape '{tl}' is invalid for input of size {n}")
+    run.check(eq(known, n), RuntimeError, lambda: f"shape '{tl()}' is invalid for input of size {n}")
     return list(target)
 
 
@@ -350,11 +353,85 @@ def _view(run, input, *shape):
         if len(shape) == 1 and isinstance(shape[0], torch.dtype):
             return new(input, input.shape, shape[0])
         target = _size_args(shape)
-    if name.startswith("view") and not input._sym_contig:
-        raise UnsupportedOp(f"unsupported op Tensor.view of a permuted (non-contiguous) tensor "
-                            f"at layer {run.layer_name()}: its stride compatibility is not "
-                            "modelled")
-    return new(input, _infer_size(run, input, target, name))
+    out = _infer_size(run, input, target, name)
+    if input._sym_contig:
+        return new(input, out)
+    layout = _view_layout(input, out)
+    if layout is None:
+        if name.startswith("view"):
+            raise UnsupportedOp(f"unsupported op Tensor.view of a non-contiguous tensor at layer "
+                                f"{run.layer_name()}: its stride compatibility is not decided "
+                                "by the layout model (splits of one dimension and merges of "
+                                "physically adjacent dimensions are)")
+        layout = True  # reshape copies
+    return new(input, out, contiguous=layout)
+
+
+def _layout(t):
+    """The layout to give a result that keeps ``t``'s strides."""
+    if t._sym_perm is None:
+        return False
+    return t._sym_perm
+
+
+def _same_size(a, b) -> bool:
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return z3.is_true(z3.simplify(zexpr(a) == zexpr(b)))
+
+
+def _view_layout(input, target):
+    """The layout of ``input.view(target)`` when it is a view without a copy for every size:
+    every old dimension is split into consecutive new ones, or physically adjacent old
+    dimensions (in order) merge into one; size-1 dimensions go anywhere. None: undecided."""
+    perm = input._sym_perm
+    if perm is None:
+        return None
+    old = [(i, s) for i, s in enumerate(input.shape) if not (isinstance(s, int) and s == 1)]
+    new_ = [(j, s) for j, s in enumerate(target) if not (isinstance(s, int) and s == 1)]
+    groups = {}  # old dim -> list of new dims (split) ; merges recorded as ('m', [old dims], j)
+    merges = []
+    a = b = 0
+    while a < len(old) and b < len(new_):
+        done = False
+        prod = 1
+        for k in range(b, len(new_)):  # split old[a] into new[b..k]
+            prod = prod * new_[k][1]
+            if _same_size(prod, old[a][1]):
+                groups[old[a][0]] = [new_[x][0] for x in range(b, k + 1)]
+                a, b = a + 1, k + 1
+                done = True
+                break
+        if done:
+            continue
+        prod = 1
+        for k in range(a, len(old)):  # merge old[a..k] into new[b]
+            prod = prod * old[k][1]
+            if k > a and _same_size(prod, new_[b][1]):
+                dims = [old[x][0] for x in range(a, k + 1)]
+                pos = [perm.index(d) for d in dims]
+                if pos != list(range(pos[0], pos[0] + len(pos))):
+                    return None
+                merges.append((dims, new_[b][0]))
+                a, b = k + 1, b + 1
+                done = True
+                break
+        if not done:
+            return None
+    if a != len(old) or b != len(new_):
+        return None
+    order = []
+    merged = {d: j for dims, j in merges for d in dims}
+    for d in perm:
+        if d in groups:
+            order.extend(groups[d])
+        elif d in merged:
+            if merged[d] not in order:
+                order.append(merged[d])
+    rest = [j for j in range(len(target)) if j not in order]
+    for j in rest:  # size-1 dims: place them before their right neighbour
+        order.insert(order.index(j + 1) if j + 1 in order else len(order), j)
+    return tuple(order)
 
 
 @rule("torch.flatten", "Tensor.flatten")
@@ -365,8 +442,11 @@ def _flatten(run, input, start_dim=0, end_dim=-1):
     if s > e:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     sh = list(input.shape)
-    return new(input, sh[:s] + [numel(sh[s:e + 1])] + sh[e + 1:],
-               contiguous=input._sym_contig or s == e)
+    out = sh[:s] + [numel(sh[s:e + 1])] + sh[e + 1:]
+    if input._sym_contig or s == e:
+        return new(input, out, contiguous=True if input._sym_contig else _layout(input))
+    layout = _view_layout(input, out)
+    return new(input, out, contiguous=True if layout is None else layout)
 
 
 @rule("torch.unflatten", "Tensor.unflatten")
@@ -375,7 +455,8 @@ def _unflatten(run, input, dim, sizes):
     sub = STensor((input.shape[d],), input.dtype)
     sizes = _infer_size(run, sub, list(sizes), "unflatten")
     sh = list(input.shape)
-    return new(input, sh[:d] + sizes + sh[d + 1:], contiguous=input._sym_contig)
+    out = sh[:d] + sizes + sh[d + 1:]
+    return new(input, out, contiguous=True if input._sym_contig else _view_layout(input, out))
 
 
 @rule("torch.permute", "Tensor.permute")
@@ -388,7 +469,9 @@ def _permute(run, input, *dims):
     ds = [wrap_dim(d, input.ndim) for d in dims]
     if len(set(ds)) != len(ds):
         raise RuntimeError("permute(): duplicate dims are not allowed.")
-    return new(input, [input.shape[d] for d in ds], contiguous=ds == sorted(ds) and input._sym_contig)
+    perm = input._sym_perm
+    layout = False if perm is None else tuple(ds.index(d) for d in perm)
+    return new(input, [input.shape[d] for d in ds], contiguous=layout)
 
 
 @rule("torch.transpose", "Tensor.transpose", "torch.swapaxes", "Tensor.swapaxes")
@@ -396,7 +479,10 @@ def _transpose(run, input, d0, d1):
     a, b = wrap_dim(d0, input.ndim), wrap_dim(d1, input.ndim)
     sh = list(input.shape)
     sh[a], sh[b] = sh[b], sh[a]
-    return new(input, sh, contiguous=(a == b) and input._sym_contig)
+    perm = input._sym_perm
+    sw = {a: b, b: a}
+    layout = False if perm is None else tuple(sw.get(d, d) for d in perm)
+    return new(input, sh, contiguous=layout)
 
 
 @rule("get.T", "get.mT")
@@ -413,7 +499,12 @@ def _t(run, input):
 def _unsqueeze(run, input, dim):
     d = wrap_dim(dim, input.ndim + 1)
     sh = list(input.shape)
-    return new(input, sh[:d] + [1] + sh[d:], contiguous=input._sym_contig)
+    perm = input._sym_perm
+    if perm is None:
+        return new(input, sh[:d] + [1] + sh[d:], contiguous=False)
+    order = [x + 1 if x >= d else x for x in perm]
+    order.insert(order.index(d + 1) if d + 1 in order else len(order), d)
+    return new(input, sh[:d] + [1] + sh[d:], contiguous=tuple(order))
 
 
 @rule("torch.squeeze", "Tensor.squeeze")
@@ -433,7 +524,7 @@ def _squeeze(run, input, dim=None):
                 if s == 1:  # a branch: squeeze depends on the size
                     continue
         out.append(s)
-    return new(input, out, contiguous=input._sym_contig)
+    return new(input, out, contiguous=True if input._sym_contig else False)
 
 
 @rule("Tensor.expand")
@@ -594,8 +685,9 @@ def _cat(run, tensors, dim=0, *, out=None):
     ref = real[0]
     d = wrap_dim(dim, ref.ndim)
     total = 0
+    real_ids = {id(t) for t in real}
     for j, t in enumerate(ts):
-        if t not in real:
+        if id(t) not in real_ids:
             continue
         if t.ndim != ref.ndim:
             raise RuntimeError(f"Tensors must have same number of dimensions: got {ref.ndim} and "
@@ -1108,12 +1200,62 @@ def _conv(run, n, transposed, input, weight, bias=None, stride=1, padding=0, dil
                           groups, output_padding)
 
 
+_CONV_CACHE: dict = {}
+
+
+class _Recorder:
+    """Collects a convolution's checks over fresh symbols (cached per configuration)."""
+
+    def __init__(self):
+        self.checks: list = []
+
+    def check(self, cond, error, message):
+        c = zexpr(cond) if not isinstance(cond, bool) else z3.BoolVal(cond)
+        c = z3.simplify(c)
+        if z3.is_true(c):
+            return
+        if z3.is_false(c):
+            raise error(message())
+        self.checks.append((c, error, message))
+
+
 def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilation, groups,
                    output_padding):
-    from .. import api
-    from ..errors import Checker, StopSymbolic
-    from ..spec import TensorSpec
+    """Each distinct configuration (weights, parameters, which input sizes are concrete) is
+    evaluated once over fresh symbols; a call substitutes its own size terms."""
     sh = list(input.shape)
+    key = (n, transposed, tuple(wsh), None if bias is None else tuple(shape_of(bias)),
+           repr(stride), repr(padding), repr(dilation), groups, repr(output_padding),
+           tuple(v if isinstance(v, int) else None for v in sh), input.dtype, run.env)
+    entry = _CONV_CACHE.get(key)
+    if entry is None:
+        fresh = [v if isinstance(v, int) else SymInt(z3.Int(f"_c{i}")) for i, v in enumerate(sh)]
+        rec = _Recorder()
+        try:
+            out = _conv_compute(rec, run.env, n, transposed, fresh, wsh, bias, stride, padding,
+                                dilation, groups, output_padding)
+            entry = ("ok", [f.e for f in fresh if isinstance(f, SymInt)], rec.checks,
+                     [zexpr(o) for o in out], run.env)
+        except (RuntimeError, ValueError, IndexError, NotImplementedError) as e:
+            entry = ("raise", e, run.env)
+        _CONV_CACHE[key] = entry
+    if entry[0] == "raise":
+        e = entry[1]
+        raise type(e)(*e.args)
+    _, fresh_syms, checks, outs, _ = entry
+    actual = [zexpr(v) for v in sh if not isinstance(v, int)]
+    subst = list(zip(fresh_syms, actual))
+    for c, err, msg in checks:
+        run.check(z3.substitute(c, *subst) if subst else c, err, msg)
+    return new(input, [wrap(z3.substitute(o, *subst)) if subst else wrap(o) for o in outs])
+
+
+def _conv_compute(run, env, n, transposed, sh, wsh, bias, stride, padding, dilation, groups,
+                  output_padding):
+    from .. import api
+    from ..errors import Checker
+    from ..spec import TensorSpec
+    sh = list(sh)
     if len(sh) not in (n + 1, n + 2):
         raise RuntimeError(f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to "
                            f"{'conv_transpose' if transposed else 'conv'}{n}d, but got input of "
@@ -1143,14 +1285,14 @@ def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilati
         p = _tuple(padding, n)
     x_sh = [sh[0], sh[1]] + [sh[2 + i] + pre_pad[i] for i in range(n)]
     zs = [zexpr(v) for v in x_sh]
-    x = TensorSpec(tuple(zs), dtype=input.dtype)
+    x = TensorSpec(tuple(zs))
     w = TensorSpec(tuple(wsh))
     b = TensorSpec(tuple(shape_of(bias))) if bias is not None else None
     chk = Checker()
-    p_ = api.prepare(x, w, b, s, p, dl, transposed, op, groups, env=run.env, checker=chk,
+    p_ = api.prepare(x, w, b, s, p, dl, transposed, op, groups, env=env, checker=chk,
                      entry="convolution")
     for c in chk.checks:
-        run.check(wrap(D_to_z3(c.cond)), c.error, c.render)
+        run.check(D_to_z3(c.cond), c.error, c.render)
     if p_.stopped:
         raise RuntimeError("convolution: a check fails for every size here")
     # the rule table's error before any backend: zero elements without a zero batch/channel
@@ -1176,7 +1318,7 @@ def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilati
         out[1] = 0
     if unbatched:
         out = out[1:]
-    return new(input, out)
+    return out
 
 
 def D_to_z3(c):
@@ -1199,3 +1341,22 @@ def _conv_rule(n, transposed):
 for _n in (1, 2, 3):
     rule(f"F.conv{_n}d", f"torch.conv{_n}d")(_conv_rule(_n, False))
     rule(f"F.conv_transpose{_n}d", f"torch.conv_transpose{_n}d")(_conv_rule(_n, True))
+
+
+# --- attention ----------------------------------------------------------------------------
+
+@rule("F.scaled_dot_product_attention", "nn.scaled_dot_product_attention")
+def _sdpa(run, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+          enable_gqa=False):
+    q, k, v = list(shape_of(query)), list(shape_of(key)), list(shape_of(value))
+    if len(q) < 2 or len(k) < 2 or len(v) < 2:
+        raise UnsupportedOp(f"unsupported op scaled_dot_product_attention with inputs of rank "
+                            f"< 2 at layer {run.layer_name()}")
+    if enable_gqa:
+        raise UnsupportedOp(f"unsupported op scaled_dot_product_attention(enable_gqa=True) at "
+                            f"layer {run.layer_name()}")
+    # the math: softmax(q @ k^T) @ v, with the batch dimensions broadcast
+    scores = _matmul(run, new(query, q), new(key, k[:-2] + [k[-1], k[-2]]))
+    if attn_mask is not None:
+        broadcast_shapes(run, shape_of(scores), shape_of(attn_mask))
+    return _matmul(run, scores, new(value, v))

@@ -161,7 +161,8 @@ class SymInt:
         oe = _other(o)
         if oe is None:
             return NotImplemented
-        return wrap(f(self.e, oe))
+        r = wrap(f(self.e, oe))
+        return bool(r) if STATE.run is not None else r
 
     def __eq__(self, o):  # type: ignore[override]
         if isinstance(o, float):
@@ -173,10 +174,13 @@ class SymInt:
         return self._cmp(o, lambda a, b: a == b)
 
     def __ne__(self, o):  # type: ignore[override]
-        r = self.__eq__(o)
-        if r is NotImplemented:
-            return r
-        return not r if isinstance(r, bool) else wrap(z3.Not(r.e))
+        if isinstance(o, float):
+            if not o.is_integer():
+                return True
+            o = int(o)
+        elif not isinstance(o, (int, SymInt)):
+            return True
+        return self._cmp(o, lambda a, b: a != b)
 
     def __lt__(self, o):
         return self._cmp(o, lambda a, b: a < b)
@@ -207,9 +211,6 @@ class SymInt:
         run = STATE.run
         if run is None:
             raise TraceError(f"symbolic size {self} used as an int outside a trace")
-        v = run.fixed_value(self)
-        if v is not None:
-            return v
         run.pending_index.append(self)
         return 1
 
@@ -321,7 +322,16 @@ class STensor(torch.Tensor):
         r._sym_dtype = dtype
         r._sym_device = torch.device(device)
         r._sym_rg = requires_grad
-        r._sym_contig = contiguous
+        # layout: the logical dimensions in physical order (outermost first); identity =
+        # contiguous; None = unknown (expand, slicing, ...): view of it is refused
+        n = len(shape)
+        if contiguous is True:
+            r._sym_perm = tuple(range(n))
+        elif contiguous is False or contiguous is None:
+            r._sym_perm = None
+        else:
+            r._sym_perm = tuple(contiguous)
+        r._sym_contig = r._sym_perm == tuple(range(n))
         return r
 
     def __init__(self, *a, **k):
