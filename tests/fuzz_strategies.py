@@ -115,9 +115,71 @@ def _text(max_size: int) -> st.SearchStrategy[str]:
     return st.text(alphabet, max_size=max_size)
 
 
+_POOLS: dict = {}
+
+
 def pool(values: list[str], rich: bool = False, max_size: int = 20) -> st.SearchStrategy[str]:
-    """One draw from ``values``; with ``rich`` (slow suite) also free text and integers."""
-    base = st.sampled_from(values)
+    """One draw from ``values``; with ``rich`` (slow suite) also free text and integers.
+    (Built once per pool: building a strategy costs more than drawing from it.)"""
+    key = (id(values), len(values), rich, max_size)
+    if key not in _POOLS:
+        base = st.sampled_from(values)
+        _POOLS[key] = base if not rich else st.one_of(base, base, _text(max_size),
+                                                      st.integers().map(str))
+    return _POOLS[key]
+
+
+# --------------------------------------------------------------------------------------
+# Choosers: the builders of argument vectors ask a chooser for each choice. The default run
+# uses a seeded random.Random per example (hypothesis draws only the seed: one draw instead
+# of a dozen, which is most of the cost of an example); the slow suite lets hypothesis draw
+# every choice (and free text on top of the pools), so it shrinks failures to small inputs.
+
+
+class SeedChooser:
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def pick(self, values):
+        return values[self.rng.randrange(len(values))]
+
+    def num(self, lo: int, hi: int) -> int:
+        return self.rng.randint(lo, hi)
+
+    def coin(self) -> bool:
+        return self.rng.random() < 0.5
+
+
+class DrawChooser:
+    _ints: dict = {}
+    _lists: dict = {}
+
+    def __init__(self, draw, rich: bool = True) -> None:
+        self.draw, self.rich = draw, rich
+
+    def pick(self, values):
+        if values and all(isinstance(v, str) for v in values):
+            return self.draw(pool(values, self.rich))
+        key = (id(values), len(values))
+        if key not in self._lists:
+            self._lists[key] = st.sampled_from(values)
+        return self.draw(self._lists[key])
+
+    def num(self, lo: int, hi: int) -> int:
+        if (lo, hi) not in self._ints:
+            self._ints[(lo, hi)] = st.integers(lo, hi)
+        return self.draw(self._ints[(lo, hi)])
+
+    def coin(self) -> bool:
+        return self.num(0, 1) == 1
+
+
+def built(builder, rich: bool) -> st.SearchStrategy:
+    """A strategy of ``builder(chooser)``: seeded (default run) or fully drawn (``rich``)."""
     if not rich:
-        return base
-    return st.one_of(base, base, _text(max_size), st.integers().map(str))
+        return st.integers(0, 2**32 - 1).map(lambda seed: builder(SeedChooser(seed)))
+
+    @st.composite
+    def draw_all(draw):
+        return builder(DrawChooser(draw, rich=True))
+    return draw_all()

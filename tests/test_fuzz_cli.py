@@ -87,35 +87,30 @@ def check_contract(argv: list[str]) -> tuple[int, str, str]:
 # argument vectors
 
 
-def _argv(cmd: str, required: list, optional: list, rich: bool,
-          positional: list | None = None, max_optional: int = 4) -> st.SearchStrategy:
+NOISE = ["--bogus", "-x", "--", "--inp", "-", "--json=1", "--help-me", "--dims", "--input"]
+
+
+def _argv(c, cmd: str, required: list, optional: list, positional: list | None = None,
+          max_optional: int = 4) -> list[str]:
     """``cmd`` + (mostly) the required options + a few optional ones (+ syntax noise).
 
     ``required``/``optional`` hold ``(flag, pool)`` (``pool`` None for a switch); a positional
-    is ``[pool]``."""
-    def value(p):
-        return fz.pool(p, rich)
-
-    @st.composite
-    def build(draw):
-        parts: list[list[str]] = []
-        for flag, p in required:
-            if draw(st.integers(0, 19)) > 0:  # 5%: leave a required option out
-                parts.append([flag, draw(value(p))])
-        n = draw(st.integers(0, max_optional))
-        for _ in range(n):
-            flag, p = draw(st.sampled_from(optional))
-            parts.append([flag] if p is None else [flag, draw(value(p))])
-        if positional is not None and draw(st.integers(0, 9)) > 0:
-            parts.append([draw(value(positional[0]))])
-        noise = draw(st.integers(0, 29))
-        if noise == 0:
-            parts.append([draw(st.sampled_from(["--bogus", "-x", "--", "--inp", "-", "--json=1",
-                                                "--help-me", "--dims", "--input"]))])
-        elif noise == 1 and parts:
-            parts[-1] = parts[-1][:1]  # an option without its value
-        return [cmd] + [t for p in parts for t in p]
-    return build()
+    is ``[pool]``; ``c`` is a chooser (tests/fuzz_strategies.py)."""
+    parts: list[list[str]] = []
+    for flag, p in required:
+        if c.num(0, 19) > 0:  # 5%: leave a required option out
+            parts.append([flag, c.pick(p)])
+    for _ in range(c.num(0, max_optional)):
+        flag, p = c.pick(optional)
+        parts.append([flag] if p is None else [flag, c.pick(p)])
+    if positional is not None and c.num(0, 9) > 0:
+        parts.append([c.pick(positional[0])])
+    noise = c.num(0, 29)
+    if noise == 0:
+        parts.append([c.pick(NOISE)])
+    elif noise == 1 and parts:
+        parts[-1] = parts[-1][:1]  # an option without its value
+    return [cmd] + [t for p in parts for t in p]
 
 
 CONV_REQUIRED = [("--input", fz.SHAPE_POOL), ("--weight", fz.SHAPE_POOL)]
@@ -157,16 +152,18 @@ def _concrete(argv: list[str]) -> list[str]:
 
 
 def select_argv(rich=False):
-    return _argv("select", CONV_REQUIRED, CONV_OPTIONAL, rich)
+    return fz.built(lambda c: _argv(c, "select", CONV_REQUIRED, CONV_OPTIONAL), rich)
 
 
 def explain_argv(rich=False):
-    return _argv("explain", CONV_REQUIRED, CONV_OPTIONAL + [("--want", fz.BACKEND_POOL)], rich)
+    return fz.built(lambda c: _argv(c, "explain", CONV_REQUIRED,
+                                    CONV_OPTIONAL + [("--want", fz.BACKEND_POOL)]), rich)
 
 
 def map_argv(rich=False):
-    return _argv("map", CONV_REQUIRED + [("--x", fz.AXIS_POOL), ("--y", fz.AXIS_POOL)],
-                 CONV_OPTIONAL + MAP_EXTRA, rich)
+    return fz.built(lambda c: _argv(c, "map", CONV_REQUIRED + [("--x", fz.AXIS_POOL),
+                                                               ("--y", fz.AXIS_POOL)],
+                                    CONV_OPTIONAL + MAP_EXTRA), rich)
 
 
 def _refused(values: list[str], check) -> list[str]:
@@ -195,71 +192,75 @@ def _bad_reach_values() -> dict:
     }
 
 
-@st.composite
-def reach_argv(draw, rich=False):
+def _reach(c) -> list[str]:
     """Reach inputs with (nearly always) one argument that must be refused: a well-formed
     query costs 0.1-1 s of solver work, so the default run keeps 1 in 50 of them (with
     --no-validate and one dimension)."""
     bad_values = _bad_reach_values()
-    argv = draw(_argv("reach", [], REACH_OPTIONAL, rich, positional=[fz.BACKEND_POOL]))
-    if draw(st.integers(0, 49)) == 0:
-        argv = [a for a in argv if a != "--all"] + ["--no-validate", "--dims", "1"]
-        return argv
-    which = draw(st.sampled_from(sorted(bad_values) + ["syntax"]))
+    argv = _argv(c, "reach", [], REACH_OPTIONAL, positional=[fz.BACKEND_POOL])
+    if c.num(0, 49) == 0:
+        return [a for a in argv if a != "--all"] + ["--no-validate", "--dims", "1"]
+    which = c.pick(sorted(bad_values) + ["syntax"])
     if which == "syntax":
-        return argv + [draw(st.sampled_from(["--bogus", "--where", "--env", "-q"]))]
-    v = draw(fz.pool(bad_values[which], rich))
+        return argv + [c.pick(["--bogus", "--where", "--env", "-q"])]
+    v = c.pick(bad_values[which])
     if which == "BACKEND":
         return ["reach", v] + argv[1:]
     return argv + [which, v]
 
 
-@st.composite
-def prove_argv(draw, rich=False):
+def reach_argv(rich=False):
+    return fz.built(_reach, rich)
+
+
+PROVE_GOOD_NAMES = ["trunc_division_is_floor", "output_size_positive"]
+PROVE_BAD = {
+    # ("--" ends the options: it is no name)
+    "names": ["no_such_invariant", "", "x" * 3000, "é"] + [j for j in fz.JUNK
+                                                           if not j.startswith("-")],
+    "--dims": ["0", "4", "", ",", "1,,2", "x", "1 2", "-1"] + fz.JUNK,
+    "--env": ["native", "", ",", "nope", "cpu,nope", "cpu,native"] + fz.JUNK,
+    "--timeout": ["0", "-1", "nan", "inf", "1e9", "x", "", "86401", "-0"],
+    "--jobs": ["0", "-1", "65", "x", "1.5", "", "99999999999999999999", "-(2**63)"],
+    "--junit": ["/nonexistent-dir/r.xml", "/", "", "/proc/nonexistent/x"],
+}
+
+
+def _prove(c) -> list[str]:
     """Exactly the inputs that prove's argument checks must refuse (or --list)."""
-    def one(values):
-        return draw(fz.pool(values, rich))
+    if c.num(0, 49) == 0:
+        return ["prove", "--list"] + c.pick([[], ["--json"], ["x"]])
     good = {
-        "names": [draw(st.sampled_from(["trunc_division_is_floor", "output_size_positive"]))],
-        "--dims": ["--dims", draw(st.sampled_from(["1", "2", "3", "1,2", "3,1"]))],
-        "--env": ["--env", draw(st.sampled_from(["cpu", "cuda-h100", "cpu,seed"]))],
-        "--timeout": ["--timeout", draw(st.sampled_from(["1", "0.5", "30"]))],
-        "--jobs": ["--jobs", draw(st.sampled_from(["1", "2"]))],
+        "names": [c.pick(PROVE_GOOD_NAMES)],
+        "--dims": ["--dims", c.pick(["1", "2", "3", "1,2", "3,1"])],
+        "--env": ["--env", c.pick(["cpu", "cuda-h100", "cpu,seed"])],
+        "--timeout": ["--timeout", c.pick(["1", "0.5", "30"])],
+        "--jobs": ["--jobs", c.pick(["1", "2"])],
     }
-    bad_values = {
-        # ("--" ends the options: it is no name)
-        "names": ["no_such_invariant", "", "x" * 3000, "é"] + [j for j in fz.JUNK
-                                                               if not j.startswith("-")],
-        "--dims": ["0", "4", "", ",", "1,,2", "x", "1 2", "-1"] + fz.JUNK,
-        "--env": ["native", "", ",", "nope", "cpu,nope", "cpu,native"] + fz.JUNK,
-        "--timeout": ["0", "-1", "nan", "inf", "1e9", "x", "", "86401", "-0"],
-        "--jobs": ["0", "-1", "65", "x", "1.5", "", "99999999999999999999", "-(2**63)"],
-        "--junit": ["/nonexistent-dir/r.xml", "/", "", "/proc/nonexistent/x"],
-    }
-    which = draw(st.sampled_from(sorted(bad_values) + ["syntax"]))
+    which = c.pick(sorted(PROVE_BAD) + ["syntax"])
     if which == "syntax":
-        bad = [draw(st.sampled_from(["--bogus", "--timeout", "--jobs", "--dims", "-z",
-                                     "--junit"]))]
+        bad = [c.pick(["--bogus", "--timeout", "--jobs", "--dims", "-z", "--junit"])]
     else:
-        v = one(bad_values[which])
-        if which == "names" and v in ("trunc_division_is_floor", "output_size_positive"):
+        v = c.pick(PROVE_BAD[which])
+        if which == "names" and (v in PROVE_GOOD_NAMES or v.startswith("-")):
             v = "no_such_invariant"
         bad = [v] if which == "names" else [which, v]
     parts = []
     for k in ("names", "--dims", "--env", "--timeout", "--jobs"):
-        if k != which and draw(st.booleans()):
+        if k != which and c.coin():
             parts.append(good[k])
     if which != "syntax":
-        parts.insert(draw(st.integers(0, len(parts))), bad)
+        parts.insert(c.num(0, len(parts)), bad)
     for f in ("--json", "--markdown", "--no-replay"):
-        if draw(st.booleans()):
+        if c.coin():
             parts.append([f])
     if which == "syntax":  # an option missing its value (or unknown) ends the line
         parts.append(bad)
-    argv = ["prove"] + [t for p in parts for t in p]
-    if draw(st.integers(0, 49)) == 0:
-        argv = ["prove", "--list"] + draw(st.sampled_from([[], ["--json"], ["x"]]))
-    return argv
+    return ["prove"] + [t for p in parts for t in p]
+
+
+def prove_argv(rich=False):
+    return fz.built(_prove, rich)
 
 
 # --------------------------------------------------------------------------------------
@@ -375,44 +376,69 @@ def test_fuzz_prove_slow(argv):
 
 
 # --------------------------------------------------------------------------------------
-# what needs a real process: non-UTF-8 argv (bytes that are not UTF-8 reach Python as lone
-# surrogates and break a strict UTF-8 stdout)
+# what needs a real process: non-UTF-8 argv. Bytes that are not UTF-8 reach Python as lone
+# surrogates (surrogateescape) and break a strict UTF-8 stdout. One child process gets every
+# case in its real argv (separated by SEP) and runs main() on each with stdout/stderr encoded
+# as a real process encodes them (stdout strict, stderr backslashreplace).
 
+SEP = b"--next-case--"
+CHILD = b"""
+import io, json, sys
+from symconv.cli import main
+cases, cur = [], []
+for a in sys.argv[1:]:
+    if a == "--next-case--":
+        cases.append(cur); cur = []
+    else:
+        cur.append(a)
+cases.append(cur)
+real_out = sys.stdout
+results = []
+for argv in cases:
+    ob, eb = io.BytesIO(), io.BytesIO()
+    sys.stdout = io.TextIOWrapper(ob, encoding="utf-8", errors="strict")
+    sys.stderr = io.TextIOWrapper(eb, encoding="utf-8", errors="backslashreplace")
+    try:
+        rc = main(argv)
+    except BaseException as e:
+        rc = "escaped: " + type(e).__name__ + ": " + str(e)
+    sys.stdout.flush(); sys.stderr.flush()
+    results.append({"rc": rc, "out": ob.getvalue().decode("utf-8", "replace"),
+                    "err": eb.getvalue().decode("utf-8", "replace")})
+real_out.write(json.dumps(results))
+"""
 
-MAIN = b"import sys; from symconv.cli import main; sys.exit(main())"
-
-
-def _run_bytes(args: list[bytes]) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONIOENCODING="", LC_ALL="C.UTF-8")
-    env.pop("PYTHONIOENCODING")
-    return subprocess.run([os.fsencode(sys.executable), b"-c", MAIN, *args],
-                          capture_output=True, timeout=120, env=env)
-
-
-@pytest.mark.parametrize("args", [
+NON_UTF8_CASES = [
     [b"select", b"--input", b"1,3,\xff,8", b"--weight", b"4,3,3,3"],
     [b"select", b"--input", b"1,3,8,8", b"--weight", b"4,3,3,3", b"--env", b"\xfe\xff"],
-    [b"select", b"--input", b"1,3,8,8", b"--weight", b"4,3,3,3", b"--set", b"torch_version=\xff"],
+    [b"select", b"--input", b"1,3,8,8", b"--weight", b"4,3,3,3", b"--set",
+     b"torch_version=\xff"],
     [b"reach", b"Mkl\xffdnn"],
     [b"reach", b"Mkldnn", b"--where", b"N<=\xff"],
+    [b"explain", b"--input", b"1,3,8,8", b"--weight", b"4,3,3,3", b"--want", b"\xff"],
     [b"map", b"--input", b"N,3,H,H", b"--weight", b"4,3,3,3", b"--x", b"H=1:4", b"--y",
      b"N=1:2", b"--out", b"/nonexistent-\xff/m.png"],
+    [b"map", b"--input", b"N,3,H,H", b"--weight", b"4,3,3,3", b"--x", b"H=1:4", b"--y",
+     b"N=1:2", b"--title", b"t\xff", b"--json"],
     [b"prove", b"inv\xff"],
+    [b"prove", b"--junit", b"/nonexistent-\xff/r.xml"],
     [b"\xff\xfe"],
-])
-def test_non_utf8_argv(args):
-    p = _run_bytes(args)
-    err = p.stderr.decode("utf-8", "replace")
-    out = p.stdout.decode("utf-8", "replace")
-    assert p.returncode in (1, 2), (args, p.returncode, out, err)
-    assert "Traceback" not in err and "Traceback" not in out, (args, err)
-    if p.returncode == 2:
-        assert len(err.splitlines()) == 1 and ": error: " in err, (args, err)
+]
 
 
-def test_non_utf8_in_json_output():
-    """A symbol name is ASCII, but a preset label or a --title is echoed: JSON stays valid."""
-    p = _run_bytes([b"map", b"--input", b"N,3,H,H", b"--weight", b"4,3,3,3", b"--x", b"H=1:4",
-                    b"--y", b"N=1:2", b"--title", b"t\xff", b"--json"])
-    assert p.returncode == 0, p.stderr
-    json.loads(p.stdout)
+def test_non_utf8_argv():
+    args = [a for case in NON_UTF8_CASES for a in case + [SEP]][:-1]
+    env = dict(os.environ, LC_ALL="C.UTF-8")
+    p = subprocess.run([os.fsencode(sys.executable), b"-c", CHILD, *args], capture_output=True,
+                       timeout=300, env=env)
+    assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
+    results = json.loads(p.stdout)
+    assert len(results) == len(NON_UTF8_CASES)
+    for case, r in zip(NON_UTF8_CASES, results):
+        shown = f"{case!r}: {r!r}"
+        assert r["rc"] in (0, 1, 2), shown
+        assert "Traceback" not in r["err"] and "Traceback" not in r["out"], shown
+        if r["rc"] == 2:
+            assert len(r["err"].splitlines()) == 1 and ": error: " in r["err"], shown
+        if "--json" in case[-1:] and r["rc"] == 0:
+            json.loads(r["out"])
