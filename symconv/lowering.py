@@ -824,43 +824,34 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     # and a hit calls the kernel without a Python frame in between where it can.
     if env is None:
         try:
-            rg = input.requires_grad
             if input.is_cuda:
-                key = (input.shape, input.stride(), input.dtype, input.device, rg,
-                       weight.shape, weight.stride(), weight.dtype, weight.device,
-                       None if bias is None else (bias.shape, bias.stride(), bias.dtype,
-                                                  bias.device, bias.requires_grad),
-                       stride if type(stride) is int else tuple(stride),
-                       padding if type(padding) is int else tuple(padding),
-                       dilation if type(dilation) is int else tuple(dilation), transposed,
-                       output_padding if type(output_padding) is int else tuple(output_padding),
-                       groups, backend,
-                       _grad_enabled() and (rg or weight.requires_grad or (
-                           bias is not None and bias.requires_grad)),
-                       _cudnn_enabled(), _cudnn_deterministic(), _deterministic_algorithms(),
-                       _cudnn_benchmark(), _cudnn_allow_tf32(),
-                       _get_depthwise_kernel() if _get_depthwise_kernel is not None else None)
+                flags = (_cudnn_enabled(), _cudnn_deterministic(), _deterministic_algorithms(),
+                         _cudnn_benchmark(), _cudnn_allow_tf32(),
+                         _get_depthwise_kernel() if _get_depthwise_kernel is not None else None)
             elif input.is_cpu:
-                key = (input.shape, input.stride(), input.dtype, input.device, rg,
+                flags = (_mkldnn_enabled(), _nnpack_enabled(), _num_threads())
+            else:
+                flags = None
+            if flags is not None:
+                key = (input.shape, input.stride(), input.dtype, input.device,
                        weight.shape, weight.stride(), weight.dtype, weight.device,
                        None if bias is None else (bias.shape, bias.stride(), bias.dtype,
-                                                  bias.device, bias.requires_grad),
+                                                  bias.device),
                        stride if type(stride) is int else tuple(stride),
                        padding if type(padding) is int else tuple(padding),
                        dilation if type(dilation) is int else tuple(dilation), transposed,
                        output_padding if type(output_padding) is int else tuple(output_padding),
                        groups, backend,
-                       _grad_enabled() and (rg or weight.requires_grad or (
-                           bias is not None and bias.requires_grad)),
-                       _mkldnn_enabled(), _nnpack_enabled(), _num_threads())
+                       _grad_enabled() and (input.requires_grad or weight.requires_grad or (
+                           bias is not None and bias.requires_grad)), flags)
             else:
-                key = (input.shape, input.stride(), input.dtype, input.device, rg,
-                       weight.shape, weight.stride(), weight.dtype, weight.device,
+                key = (input.shape, input.stride(), input.dtype, input.device,
+                       input.requires_grad, weight.shape, weight.stride(), weight.dtype,
+                       weight.device, weight.requires_grad,
                        None if bias is None else (bias.shape, bias.stride(), bias.dtype,
                                                   bias.device, bias.requires_grad),
                        _pkey(stride), _pkey(padding), _pkey(dilation), transposed,
-                       _pkey(output_padding), groups, backend, weight.requires_grad) + \
-                    _flags_key()
+                       _pkey(output_padding), groups, backend, _flags_key())
             hit = _FAST.get(key)
         except (RuntimeError, TypeError):  # MKLDNN tensors have no strides; unhashable args
             key, hit = None, None
@@ -905,13 +896,21 @@ _cudnn_allow_tf32 = _C._get_cudnn_allow_tf32
 # device (the warm path's key holds only these; any other device reads them all). Every
 # predicate that reads a cuDNN / MIOpen flag, the deterministic flags or the depthwise-kernel
 # flag first requires ``input.is_cuda``; oneDNN, NNPACK and XNNPACK (and with them the thread
-# count) require a CPU input (or an MKLDNN one, which is a CPU tensor). Grad mode is read for
-# every device. tests/test_lowering.py checks this against the rule table.
+# count) require a CPU input (or an MKLDNN one, which is a CPU tensor). Grad mode and the
+# tensors' requires_grad are read only as ``need_backward`` (grad mode and any requires_grad),
+# except by XNNPACK's rule, which only mobile builds have (Environment.from_torch: never the
+# running process), so the key holds that one bit. tests/test_lowering.py checks this against
+# the rule table.
 _DEVICE_FLAGS = {
     "cuda": ("cudnn_enabled", "cudnn_deterministic", "deterministic_algorithms",
              "cudnn_benchmark", "cudnn_allow_tf32", "cudnn_depthwise_kernel", "grad_enabled"),
     "cpu": ("mkldnn_enabled", "nnpack_enabled", "num_threads", "grad_enabled"),
 }
+
+
+# Backends whose kernel takes cuDNN's benchmark / deterministic / allow_tf32 flags as arguments.
+KERNEL_TAKES_FLAGS = frozenset({B.Cudnn, B.CudnnTranspose, B.Miopen, B.MiopenDepthwise,
+                                B.MiopenTranspose})
 
 
 def _fast_entry(pl: Plan, grad: bool, bias, backend):
@@ -1311,24 +1310,30 @@ def _torch_backward_kernel(target: ConvBackend, go, inp, w, bias_sizes, stride, 
                                                            output_padding, groups, list(mask))
     if target == B.Cudnn and inp.is_cuda and w.dim() in (4, 5):
         # torch picks cuDNN for a depthwise convolution only when a tensor is channels-last:
-        # hand cuDNN a channels-last copy of the weight, and the gradients back in the layouts
-        # of the tensors they belong to.
+        # hand cuDNN a channels-last copy of the weight (or, where the weight's shape makes
+        # channels-last strides ambiguous, e.g. [C, 1, 1, 1], of the input), and the gradients
+        # back in the layouts of the tensors they belong to.
         mf = torch.channels_last if w.dim() == 4 else torch.channels_last_3d
-        # (not w.contiguous(mf): a [C, 1, k, k] weight is already "channels-last contiguous"
-        # and would keep strides that suggest the contiguous format)
-        w_cl = torch.empty_like(w, memory_format=mf).copy_(w)
-        got = ConvBackend.from_torch(torch._C._select_conv_backend(
-            inp, w_cl, None, stride, padding, dilation, transposed, output_padding, groups,
-            bias_sizes))
-        if got in accepted:
-            gi, gw, gb = torch.ops.aten.convolution_backward(
-                go, inp, w_cl, bias_sizes, stride, padding, dilation, transposed,
-                output_padding, groups, list(mask))
-            if gi is not None:
-                gi = gi.contiguous(memory_format=_suggest_memory_format(inp))
-            if gw is not None:
-                gw = gw.contiguous(memory_format=_suggest_memory_format(w))
-            return gi, gw, gb
+
+        def cl_copy(t):
+            # (not t.contiguous(mf): a [C, 1, k, k] weight is already "channels-last
+            # contiguous" and would keep strides that suggest the contiguous format)
+            return torch.empty_like(t, memory_format=mf).copy_(t)
+        for use_inp, use_w in ((False, True), (True, False)):
+            inp2 = cl_copy(inp) if use_inp else inp
+            w2 = cl_copy(w) if use_w else w
+            got = ConvBackend.from_torch(torch._C._select_conv_backend(
+                inp2, w2, None, stride, padding, dilation, transposed, output_padding, groups,
+                bias_sizes))
+            if got in accepted:
+                gi, gw, gb = torch.ops.aten.convolution_backward(
+                    go, inp2, w2, bias_sizes, stride, padding, dilation, transposed,
+                    output_padding, groups, list(mask))
+                if gi is not None:
+                    gi = gi.contiguous(memory_format=_suggest_memory_format(inp))
+                if gw is not None:
+                    gw = gw.contiguous(memory_format=_suggest_memory_format(w))
+                return gi, gw, gb
     raise ConvError(f"the backward kernel of {target.name} is reachable from Python only "
                     "through aten::convolution_backward, and torch selects "
                     f"{got.name if got is not None else '?'} for these arguments under every "

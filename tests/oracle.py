@@ -242,9 +242,22 @@ def worker_facts() -> dict:
             "mkldnn_fp16": bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())}
 
 
-def _serve() -> None:  # pragma: no cover - runs in the worker
+def serve(handler, catch: bool = False) -> None:  # pragma: no cover - runs in the worker
+    """The worker's loop: one JSON answer line, ``handler(case)``, per JSON case line. With
+    ``catch`` an exception of the handler is answered ``{"worker_error": "Type: message"}``
+    and the worker keeps serving; without it the worker dies and the caller sees a crash."""
     for line in sys.stdin:
         case = json.loads(line)
-        answer = worker_facts() if "query" in case else run_convolution(case)
+        if catch:
+            try:
+                answer = handler(case)
+            except Exception as e:  # noqa: BLE001 - report, keep serving
+                answer = {"worker_error": f"{type(e).__name__}: {first_line(e)}"}
+        else:
+            answer = handler(case)
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
+
+
+def _serve() -> None:  # pragma: no cover - runs in the worker
+    serve(lambda case: worker_facts() if "query" in case else run_convolution(case))

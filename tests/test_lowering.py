@@ -1,7 +1,7 @@
 """symconv.convolution / convolution_backward / the double backward against torch.
 
-Kernels run in a worker subprocess (``LoweringWorker``): torch can crash on valid input, and a
-crash must not take the test run down. A case is a JSON-able dict; the worker builds seeded
+Kernels run in a worker subprocess (tests/oracle.py's ``ConvWorker`` serving :func:`run_case`):
+torch can crash on valid input, and a crash must not take the test run down. A case is a JSON-able dict; the worker builds seeded
 tensors, runs ``torch.nn.functional.conv*`` (and autograd) as the reference and
 ``symconv.convolution`` with symconv's selection and with every backend that symconv accepts
 as forced for the arguments, and compares: forward output, gradients through autograd (which
@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gzip
 import json
 import os
-import subprocess
-import sys
 import warnings
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import symconv
 from symconv import ConvBackend, ConvError
 from symconv import lowering as L
+from tests.oracle import ConvWorker, serve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
@@ -296,55 +294,14 @@ def _double_backward(case, x, w, b, be, go, gen) -> tuple[bool, str | None]:
 
 
 def _serve() -> None:  # pragma: no cover - runs in the worker
-    for line in sys.stdin:
-        case = json.loads(line)
-        try:
-            res = run_case(case)
-        except Exception as e:  # noqa: BLE001 - report, keep serving
-            res = {"worker_error": f"{type(e).__name__}: {_first_line(e)}"}
-        sys.stdout.write(json.dumps(res) + "\n")
-        sys.stdout.flush()
-
-
-class LoweringWorker:
-    """A subprocess that runs cases; restarted when torch crashes (a crash is reported)."""
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
-
-    def _start(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-c", "import tests.test_lowering as t; t._serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-
-    def run(self, case: dict) -> dict:
-        if self.proc is None or self.proc.poll() is not None:
-            self._start()
-        assert self.proc and self.proc.stdin and self.proc.stdout
-        try:
-            self.proc.stdin.write(json.dumps(case) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except BrokenPipeError:
-            line = ""
-        if not line:
-            code = self.proc.wait()
-            self.proc = None
-            return {"crash": code}
-        return json.loads(line)
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.stdin.close()  # type: ignore[union-attr]
-            self.proc.wait(timeout=30)
-        self.proc = None
+    serve(run_case, catch=True)
 
 
 @pytest.fixture(scope="module")
 def worker():
-    w = LoweringWorker()
+    """tests.oracle's crash-surviving worker, serving :func:`run_case` (a crash is reported
+    as ``{"crash": exit code}``)."""
+    w = ConvWorker(serve="tests.test_lowering")
     yield w
     w.close()
 
@@ -667,6 +624,133 @@ def test_plans_are_cached_and_follow_flags():
             assert _plan(x, w).backend == ConvBackend.Slow2d
     env = symconv.preset("cpu").replace(mkldnn_enabled=False, nnpack_enabled=False)
     assert _plan(x, w, env=env).backend == ConvBackend.Slow2d
+
+
+# The warm path's key reads, for a CPU or CUDA input, only the runtime flags in
+# L._DEVICE_FLAGS: every other flag must leave the plan unchanged (checked on the rule table,
+# for the running CPU build and the H100 preset).
+RUNTIME_FLAGS = {"mkldnn_enabled": (True, False), "nnpack_enabled": (True, False),
+                 "cudnn_enabled": (True, False), "cudnn_deterministic": (False, True),
+                 "deterministic_algorithms": (False, True), "cudnn_benchmark": (False, True),
+                 "cudnn_allow_tf32": (True, False), "cudnn_depthwise_kernel": ("auto", "cudnn",
+                                                                               "native"),
+                 "num_threads": (1, 2, 16), "grad_enabled": (True, False)}
+
+
+def _plan_outcome(x, w, b, args, env):
+    try:
+        p = L.plan(x, w, b, *args, env=env)
+    except (ConvError, ValueError, IndexError, TypeError, NotImplementedError) as e:
+        return ("error", type(e).__name__, _first_line(e))
+    # the flags a cuDNN / MIOpen kernel takes as arguments
+    kernel_args = (p.env.cudnn_benchmark, p.env.deterministic, p.env.cudnn_allow_tf32) \
+        if p.backend in L.KERNEL_TAKES_FLAGS else None
+    return (p.backend, p.selected, p.rule, p.memory_format, p.view1d, p.stride, p.padding,
+            p.dilation, p.transposed, p.output_padding, p.groups, p.output_size,
+            p.need_backward, p.input_in_format, p.weight_in_format, p.split_batch, kernel_args)
+
+
+def _props(shape, dtype=torch.float32, device="cpu", rg=False):
+    return L.TensorProps(shape, L._contiguous_strides(shape), dtype, device, rg)
+
+
+@st.composite
+def _props_call(draw):
+    nd = draw(st.sampled_from([1, 2, 2, 3]))
+    transposed = draw(st.booleans())
+    groups = draw(st.sampled_from([1, 1, 2, 4]))
+    depthwise = draw(st.integers(0, 2)) == 0
+    cin = groups * (1 if depthwise else draw(st.integers(1, 3)))
+    cout = groups * draw(st.integers(1, 2))
+    n = draw(st.sampled_from([0, 1, 2, 16]))
+    kernel = [draw(st.sampled_from([1, 2, 3])) for _ in range(nd)]
+    stride = [draw(st.sampled_from([1, 2])) for _ in range(nd)]
+    dilation = [draw(st.sampled_from([1, 1, 2])) for _ in range(nd)]
+    padding = [draw(st.integers(0, 1)) for _ in range(nd)]
+    op = [draw(st.integers(0, 1)) for _ in range(nd)] if transposed else [0] * nd
+    spatial = [draw(st.integers(1, 9)) + d * (k - 1) for k, d in zip(kernel, dilation)]
+    dtype = draw(st.sampled_from([torch.float32, torch.float16, torch.bfloat16,
+                                  torch.float64]))
+    device = draw(st.sampled_from(["cpu", "cuda"]))
+    cl = nd == 2 and draw(st.booleans())
+    ishape = [n, cin] + spatial
+    wshape = ([cin, cout // groups] if transposed else [cout, cin // groups]) + kernel
+
+    def props(shape, channels_last, rg):
+        if channels_last:
+            n_, c, h, w_ = shape
+            strides = (h * w_ * c, 1, w_ * c, c)
+        else:
+            strides = L._contiguous_strides(shape)
+        return L.TensorProps(shape, strides, dtype, device, rg)
+    rg = draw(st.sampled_from([(False, False), (True, False), (False, True)]))
+    x = props(ishape, cl, rg[0])
+    w = props(wshape, cl and draw(st.booleans()), rg[1])
+    b = props([cout], False, False) if draw(st.booleans()) else None
+    return x, w, b, (stride, padding, dilation, transposed, op, groups)
+
+
+_CONV2D = ([1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+
+
+@settings(max_examples=120, deadline=None)
+@given(call=_props_call(), which=st.sampled_from(["running", "cuda-h100", "cuda-cudnn8"]))
+# oneDNN's float32 heuristic reads the thread count (1x1 kernel, batch 1, large input)
+@example(call=(_props([1, 4, 80, 80]), _props([4, 4, 1, 1]), None, _CONV2D), which="running")
+# torch >= 2.13 reads torch.backends.cudnn.depthwise_kernel for an fp16 depthwise convolution
+@example(call=(_props([2, 32, 8, 8], torch.float16, "cuda"),
+               _props([32, 1, 3, 3], torch.float16, "cuda"), None, _CONV2D[:5] + (32,)),
+         which="cuda-cudnn8")
+def test_warm_path_key_holds_every_flag_selection_reads(call, which):
+    x, w, b, args = call
+    device = x.device.type
+    base = symconv.Environment.from_torch() if which == "running" else symconv.preset(which)
+    want = _plan_outcome(x, w, b, args, base)
+    for name, values in RUNTIME_FLAGS.items():
+        if name in L._DEVICE_FLAGS[device]:
+            continue
+        for v in values:
+            got = _plan_outcome(x, w, b, args, base.replace(**{name: v}))
+            assert got == want, (name, v, device)
+    # requires_grad is read only through need_backward (grad mode and any requires_grad)
+    if want[0] != "error" and want[12]:
+        for rg in ((True, False), (False, True), (True, True)):
+            x2 = L.TensorProps(x.shape, x.stride(), x.dtype, x.device, rg[0])
+            w2 = L.TensorProps(w.shape, w.stride(), w.dtype, w.device, rg[1])
+            assert _plan_outcome(x2, w2, b, args, base) == want
+
+
+def test_device_flags_cover_the_runtime_flags():
+    assert set(L._DEVICE_FLAGS) == {"cpu", "cuda"}
+    for flags in L._DEVICE_FLAGS.values():
+        assert set(flags) <= set(RUNTIME_FLAGS) and "grad_enabled" in flags
+    assert not symconv.Environment.from_torch().mobile  # XNNPACK's rule never applies here
+
+
+def test_warm_path_key_follows_the_cpu_flags_only():
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 1, 1)
+    L.clear_cache()
+    with torch.no_grad():
+        ref = torch.convolution(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+        for cudnn in (True, False):
+            with torch.backends.cudnn.flags(enabled=cudnn, deterministic=not cudnn):
+                assert torch.equal(symconv.convolution(x, w), ref)
+        assert len(L._FAST) == 1  # cuDNN's flags do not reach a CPU input's key
+        old = torch.get_num_threads()
+        try:
+            torch.set_num_threads(2 if old == 1 else 1)
+            assert torch.equal(symconv.convolution(x, w), ref)
+        finally:
+            torch.set_num_threads(old)
+        assert len(L._FAST) == 2  # the oneDNN heuristic reads the thread count
+        with torch.backends.mkldnn.flags(enabled=False):
+            symconv.convolution(x, w)
+        assert len(L._FAST) == 3
+    x.requires_grad_()
+    out = symconv.convolution(x, w)
+    assert out.requires_grad and len(L._FAST) == 4  # need_backward is part of the key
+    out.sum().backward()
+    assert x.grad is not None
 
 
 # ======================================================================================
