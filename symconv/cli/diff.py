@@ -1,0 +1,105 @@
+"""``symconv diff``: where two environments (presets, flags, torch versions) answer differently."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import CLIError, emit_json
+from ._args import parse_env
+from .reach import parse_dims
+
+COMMAND = "diff"
+HELP = "every region of calls where two environments pick another backend, memory format, " \
+       "output shape or error"
+DESCRIPTION = (HELP + ". A side is a preset (symconv reach --all lists them), 'native' (this "
+               "process) or a torch version (2.4, 2.13, main: the other side's build at that "
+               "version). Runtime flags equal on both sides vary together; flags that differ "
+               "are each side's own. 'no difference' is a proof. Exit status 1 when the answer "
+               "is unknown or a witness disagrees with torch.")
+
+
+def register(p: argparse.ArgumentParser):
+    p.add_argument("--from", dest="a", required=False, metavar="PRESET_OR_VERSION",
+                   help="side A: a preset, 'native', or a torch version (2.4, 2.13, main)")
+    p.add_argument("--to", dest="b", required=False, metavar="PRESET_OR_VERSION",
+                   help="side B, as --from")
+    p.add_argument("--set-from", action="append", metavar="KEY=VALUE",
+                   help="override an Environment field of side A, e.g. --set-from "
+                        "mkldnn_enabled=false")
+    p.add_argument("--set-to", action="append", metavar="KEY=VALUE",
+                   help="override an Environment field of side B")
+    p.add_argument("--dims", metavar="D", help="spatial dims: 1, 2, 3 or a list like 1,2 "
+                   "(default: all)")
+    p.add_argument("--where", action="append", metavar="CONSTRAINTS",
+                   help='constraints, e.g. "N<=8, dtype==float16, not transposed"')
+    p.add_argument("--no-validate", action="store_true",
+                   help="do not replay witnesses on the installed torch")
+    p.add_argument("--limit", type=int, default=20, metavar="N",
+                   help="print at most N regions (default 20; --json has all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return run
+
+
+def _side(text: str | None, sets: list | None, other, arg: str, set_arg: str):
+    from symconv.env import PRESETS, environment_for
+    if text is None:
+        raise CLIError(arg, "give a preset, 'native' or a torch version")
+    if text == "native" or text in PRESETS:
+        env = parse_env(text, sets, arg)
+        return env, text
+    try:
+        env = environment_for(text, other)
+    except ValueError as e:
+        raise CLIError(arg, str(e)) from None
+    if sets:
+        import dataclasses
+        from symconv.env import Environment
+        from symconv.env import PRESETS as P
+        # reuse parse_env's value parsing on a preset with the same field types
+        base = parse_env("cpu", sets, set_arg)
+        fields = {f.name for f in dataclasses.fields(Environment)}
+        changes = {k: getattr(base, k) for k in fields
+                   if getattr(base, k) != getattr(P["cpu"][1], k)}
+        try:
+            env = dataclasses.replace(env, **changes)
+        except ValueError as e:
+            raise CLIError(set_arg, str(e)) from None
+    return env, text
+
+
+def run(args: argparse.Namespace) -> int:
+    from symconv.env import PRESETS
+    from symconv.queries.diff import diff
+    from symconv.queries.where import WhereError, parse_where
+    dims = parse_dims(args.dims)
+    if args.limit < 0:
+        raise CLIError("--limit", f"expected a non-negative number, got {args.limit}")
+    try:
+        where = parse_where(args.where)
+    except WhereError as e:
+        raise CLIError("--where", str(e)) from None
+    # a version side takes the other side's build: resolve presets first
+    a_is_preset = args.a == "native" or args.a in PRESETS
+    if a_is_preset or args.b is None or not (args.b == "native" or args.b in PRESETS):
+        ea, la = _side(args.a, args.set_from, None, "--from", "--set-from")
+        eb, lb = _side(args.b, args.set_to, ea, "--to", "--set-to")
+    else:
+        eb, lb = _side(args.b, args.set_to, None, "--to", "--set-to")
+        ea, la = _side(args.a, args.set_from, eb, "--from", "--set-from")
+    la += " (with --set-from)" if args.set_from else ""
+    lb += " (with --set-to)" if args.set_to else ""
+    sys.stderr.write(f"symconv diff: comparing {la} and {lb} ...\n")
+    try:
+        res = diff(ea, eb, dims=dims, where=where, validate=not args.no_validate)
+    except WhereError as e:
+        raise CLIError("--where", str(e)) from None
+    res.label_a, res.label_b = la, lb
+    if args.json:
+        emit_json(res.to_json())
+    else:
+        sys.stdout.write(res.text(limit=args.limit) + "\n")
+    bad = any(c.status == "mismatch" for r in res.regions if r.witness
+              for c in r.witness.checks) or any(r.witness is not None and not r.witness.differs
+                                                for r in res.regions)
+    return 1 if res.verdict == "unknown" or bad else 0

@@ -1,0 +1,1247 @@
+"""``diff``: for which calls do two environments (builds, machines, flags or torch versions)
+answer differently?
+
+Both sides are the same rule table read under two environments, so the difference is exact: a
+decision tree over the categorical facts (side A's tree, refined by side B's under each of its
+leaves, then by the facts the memory format reads), and under each leaf every pair of outcomes
+(side A's case, side B's case) with different answers whose conjunction Z3 finds satisfiable is a
+region. An outcome is the error of the shape checks or of selection (which check), or the backend
+with its memory format; the output shape is compared where both sides answer with a backend.
+"No difference" is a proof: every candidate pair was unsatisfiable.
+
+Runtime flags that are equal on both sides vary together (set the same on both machines); flags
+that differ are each side's own. Build facts never vary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import z3
+
+from .. import domain as D
+from ..api import prepare
+from ..backends import ConvBackend
+from ..env import Environment, environment_for, preset
+from ..errors import ConvError
+from ..params import ConvParams
+from ..profiles import profile
+from ..rules import RULES, ErrorOutcome, determine_backend_memory_format, evaluate
+from ..shapes import calc_output_size
+from ..spec import MF_CHANNELS_LAST, MF_CHANNELS_LAST_3D, MF_CONTIGUOUS, TensorSpec
+from . import pretty, solve
+from .reach import env_summary
+from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _Evaluator, _valid_combo,
+                    fact_text, value_name, variables)
+from .where import Where, WhereError, parse_where
+from .witness import build_tensor, env_name, torch_flags
+
+__all__ = ["diff", "DiffResult", "DiffRegion", "DiffWitness", "resolve_sides", "sampled_check",
+           "DEFAULT_BOX", "concrete_outcome"]
+
+MF_TEXT = {MF_CONTIGUOUS: "contiguous", MF_CHANNELS_LAST: "channels_last",
+           MF_CHANNELS_LAST_3D: "channels_last_3d"}
+CRASH = "crash: integer division by zero (groups == 0)"
+
+# The bounded box of the coverage estimate: every integer uniform in its range.
+DEFAULT_BOX = {"N": (0, 16), "C": (0, 16), "Cout": (0, 16), "Cg": (0, 16), "G": (0, 4),
+               "k": (0, 5), "L": (0, 40), "D": (0, 40), "H": (0, 40), "W": (0, 40),
+               "stride": (1, 3), "pad": (0, 3), "dil": (1, 3), "opad": (0, 2)}
+
+
+def _box_range(name: str, box: dict) -> tuple[int, int]:
+    if name in box:
+        return box[name]
+    for prefix in ("stride", "opad", "pad", "dil", "k"):
+        if name.startswith(prefix):
+            return box[prefix]
+    raise KeyError(name)
+
+
+# --------------------------------------------------------------------------------------
+# Outcomes
+
+
+def outcome_text(label: tuple) -> str:
+    if label[0] == "error":
+        return f"error: {label[1]}"
+    if label[0] == "crash":
+        return CRASH
+    if label[0] == "passes":
+        return "passes the shape checks"
+    return f"{label[1]} ({MF_TEXT.get(label[2], label[2])})"
+
+
+def _side_env(env: Environment, flags: dict) -> Environment:
+    return env.replace(**flags) if flags else env
+
+
+def concrete_outcome(env: Environment, dims: int, transposed: bool, values: dict,
+                     facts: dict) -> tuple[tuple, Any, str]:
+    """symconv's concrete (int) answer for one call: ``(label, output shape or None,
+    message)``; a label is ``('error', check or rule name)``, ``('crash',)`` or
+    ``('backend', name, memory format code)``."""
+    inp, wgt, args = _call(dims, transposed, values, facts)
+    try:
+        p = prepare(inp, wgt, None, *args, env=env)
+    except ZeroDivisionError:
+        return ("crash",), None, CRASH
+    except ConvError as e:
+        name = getattr(getattr(e, "check", None), "name", None) or type(e).__name__
+        return ("error", name), None, str(e).splitlines()[0] if str(e) else ""
+    try:
+        rule, outcome = evaluate(p.ctx)
+    except IndexError as e:  # pragma: no cover - the rule table has an error rule for it
+        return ("error", "IndexError"), None, str(e)
+    if isinstance(outcome, ErrorOutcome):
+        exc = outcome.exception(p.ctx)
+        return ("error", outcome.name), None, str(exc).splitlines()[0]
+    mf = determine_backend_memory_format(p.ctx.input, p.ctx.weight, outcome, env)
+    params = ConvParams(*args[:5], args[5])
+    shape = tuple(int(x) for x in calc_output_size(inp, wgt, params))
+    return ("backend", outcome.name, int(mf)), shape, ""
+
+
+_DT = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+       "bfloat16": torch.bfloat16}
+_MFS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last,
+        "channels_last_3d": torch.channels_last_3d}
+
+
+def _call(dims: int, transposed: bool, v: dict, facts: dict):
+    sp = SPATIAL[dims]
+    ishape = (v["N"], v["C"]) + tuple(v[s] for s in sp)
+    wshape = ((v["C"] if transposed else v["Cout"]), v["Cg"]) + tuple(v["k" + s] for s in sp)
+    f = facts
+    layout = torch._mkldnn if f["layout"] == "mkldnn" else torch.strided
+    inp = TensorSpec(ishape, dtype=_DT[f["dtype"]], device=f["device"],
+                     requires_grad=f["requires_grad"], layout=layout,
+                     memory_format=_MFS[f["input_mf"]])
+    wgt = TensorSpec(wshape, dtype=_DT[f["dtype"]], device=f["device"],
+                     memory_format=_MFS[f["weight_mf"]])
+    args = ([v["stride" + s] for s in sp], [v["pad" + s] for s in sp],
+            [v["dil" + s] for s in sp], transposed, [v["opad" + s] for s in sp], v["G"])
+    return inp, wgt, args
+
+
+def torch_outcome(flags: dict, dims: int, transposed: bool, values: dict, facts: dict
+                  ) -> tuple[str, str]:
+    """Ask the installed torch (flags set) for ``(kind, text)``: ``('backend', 'Mkldnn
+    (contiguous)')`` or ``('error', first line)``."""
+    inp, wgt, args = _call(dims, transposed, values, facts)
+    with torch_flags(flags):
+        try:
+            x = build_tensor({"shape": list(inp.shape), "dtype": facts["dtype"],
+                              "device": facts["device"], "memory_format": facts["input_mf"],
+                              "layout": facts["layout"],
+                              "requires_grad": facts["requires_grad"]})
+            w = build_tensor({"shape": list(wgt.shape), "dtype": facts["dtype"],
+                              "device": facts["device"], "memory_format": facts["weight_mf"]})
+            raw = torch._C._select_conv_backend(x, w, None, *args)
+        except Exception as e:  # noqa: BLE001 - torch's answer
+            return "error", (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        b = ConvBackend.from_torch(raw)
+        mf = torch._C._conv_determine_backend_memory_format(x, w, raw)
+    name = {torch.contiguous_format: "contiguous", torch.channels_last: "channels_last",
+            torch.channels_last_3d: "channels_last_3d"}.get(mf, str(mf))
+    return "backend", f"{b.name} ({name})"
+
+
+# --------------------------------------------------------------------------------------
+# Results
+
+
+@dataclasses.dataclass
+class SideCheck:
+    side: str             # "A" | "B"
+    status: str           # "validated" | "mismatch" | "not-validated"
+    message: str
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class DiffWitness:
+    dims: int
+    transposed: bool
+    values: dict
+    facts: dict
+    flags_a: dict
+    flags_b: dict
+    outcome_a: str        # symconv's concrete answers (the int path)
+    outcome_b: str
+    differs: bool         # the concrete answers really differ
+    checks: list          # SideCheck per side: torch's answer where this process is that side
+
+    def call_text(self) -> str:
+        inp, wgt, args = _call(self.dims, self.transposed, self.values, self.facts)
+        f = self.facts
+        extra = [f["dtype"], f["device"]]
+        if f["input_mf"] != "contiguous":
+            extra.append(f["input_mf"])
+        if f["layout"] != "strided":
+            extra.append(f"layout={f['layout']}")
+        if f["requires_grad"]:
+            extra.append("requires_grad")
+        w = f" {f['weight_mf']}" if f["weight_mf"] != "contiguous" else ""
+        return (f"input {list(inp.shape)} {' '.join(extra)}, weight {list(wgt.shape)}{w}, "
+                f"stride={args[0]} padding={args[1]} dilation={args[2]} "
+                f"transposed={self.transposed} output_padding={args[4]} groups={args[5]}")
+
+    def to_json(self) -> dict:
+        inp, wgt, args = _call(self.dims, self.transposed, self.values, self.facts)
+        return {"input": list(inp.shape), "weight": list(wgt.shape), "stride": args[0],
+                "padding": args[1], "dilation": args[2], "transposed": self.transposed,
+                "output_padding": args[4], "groups": args[5], "facts": dict(self.facts),
+                "flags_a": dict(self.flags_a), "flags_b": dict(self.flags_b),
+                "values": dict(self.values), "outcome_a": self.outcome_a,
+                "outcome_b": self.outcome_b, "differs": self.differs,
+                "checks": [c.to_json() for c in self.checks]}
+
+
+@dataclasses.dataclass
+class DiffRegion:
+    facts: dict             # categorical facts (dims, transposed, then the leaf's literals)
+    a: str                  # side A's answer
+    b: str                  # side B's answer
+    conditions: list        # readable integer conditions (all hold)
+    kind: str               # "backend" | "memory format" | "error" | "output shape"
+    structure: Structure
+    assign: dict
+    formula: Any            # z3: the region's integer condition (exact)
+    witness: DiffWitness | None = None
+    coverage: float | None = None
+    hits: int = 0
+    unknown: bool = False
+
+    def facts_text(self) -> str:
+        out = []
+        for k, v in self.facts.items():
+            if isinstance(v, tuple):
+                out.append(f"{k} in ({', '.join(value_name(k, x) for x in v)})")
+            else:
+                out.append(fact_text(k, v))
+        return " and ".join(out)
+
+    def text(self) -> str:
+        conds = " and ".join(self.conditions) if self.conditions else "always"
+        return f"{self.facts_text()} and {conds}"
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "a": self.a, "b": self.b,
+                "facts": {k: ([value_name(k, x) for x in v] if isinstance(v, tuple) else
+                              value_name(k, v) if not isinstance(v, (bool, int)) else v)
+                          for k, v in self.facts.items()},
+                "conditions": self.conditions, "text": self.text(),
+                "formula": str(self.formula),
+                "witness": self.witness.to_json() if self.witness else None,
+                "coverage": self.coverage, "box_hits": self.hits, "unknown": self.unknown}
+
+
+@dataclasses.dataclass
+class DiffResult:
+    env_a: Environment
+    env_b: Environment
+    label_a: str
+    label_b: str
+    dims: tuple
+    where: str
+    regions: list
+    verdict: str            # "different" | "no difference" | "unknown"
+    notes: list             # what was held equal or left out, and why
+    proof: list             # for "no difference": why
+    unknown: list
+    seconds: float
+    box: dict
+    box_samples: int
+    _ctx: Any = None
+
+    @property
+    def different(self) -> bool:
+        return self.verdict == "different"
+
+    def counts(self) -> dict:
+        out: dict = {}
+        for r in self.regions:
+            out[r.kind] = out.get(r.kind, 0) + 1
+        return out
+
+    def text(self, limit: int | None = None) -> str:
+        head = (f"diff {self.label_a} ({env_summary(self.env_a)}) -> {self.label_b} "
+                f"({env_summary(self.env_b)}), dims {','.join(map(str, self.dims))}")
+        if self.where:
+            head += f", where {self.where}"
+        lines = [head]
+        lines += [f"note: {n}" for n in self.notes]
+        if self.verdict == "no difference":
+            lines.append("no difference (proof): " + "; ".join(self.proof))
+        elif self.verdict == "unknown" and not self.regions:
+            lines.append("unknown: the solver did not decide every part")
+        else:
+            c = self.counts()
+            lines.append(f"{len(self.regions)} region(s) where the answers differ ("
+                         + ", ".join(f"{n} {k}" for k, n in c.items()) + "); coverage of the box "
+                         f"estimated from {self.box_samples} samples per structure")
+        shown = self.regions if limit is None else self.regions[:limit]
+        for i, r in enumerate(shown, 1):
+            cov = "" if r.coverage is None else (
+                f"  [{_pct(r.coverage)} of the box]")
+            lines.append(f"{i}. {r.a}  ->  {r.b}{cov}")
+            lines.append(f"   when {r.text()}")
+            if r.unknown:
+                lines.append("   (satisfiability unknown: no witness)")
+            if r.witness is not None:
+                w = r.witness
+                lines.append(f"   witness: {w.call_text()}")
+                fl = {k: v for k, v in w.flags_a.items() if getattr(self.env_a, k) != v}
+                if fl:
+                    lines.append("            flags: " + ", ".join(f"{k}={v}" for k, v in fl.items()))
+                mark = "differ" if w.differs else "DO NOT DIFFER (bug)"
+                lines.append(f"            symconv: {w.outcome_a} -> {w.outcome_b} ({mark})")
+                for ch in w.checks:
+                    if ch.status != "not-validated":
+                        lines.append(f"            side {ch.side}: {ch.message}")
+        if limit is not None and len(self.regions) > limit:
+            lines.append(f"... and {len(self.regions) - limit} more region(s) (--json lists all)")
+        if self.unknown:
+            lines.append("unknown (the solver did not decide):")
+            lines += ["  " + u for u in self.unknown]
+        lines.append(f"({self.seconds:.2f} s)")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"from": self.label_a, "to": self.label_b,
+                "from_fields": self.env_a.as_dict(), "to_fields": self.env_b.as_dict(),
+                "dims": list(self.dims), "where": self.where, "verdict": self.verdict,
+                "notes": self.notes, "proof": self.proof, "unknown": self.unknown,
+                "counts": self.counts(), "box": {k: list(v) for k, v in self.box.items()},
+                "box_samples": self.box_samples,
+                "regions": [r.to_json() for r in self.regions],
+                "seconds": round(self.seconds, 4)}
+
+
+def _pct(x: float) -> str:
+    if x == 0:
+        return "0% (none sampled)"
+    if x < 0.0001:
+        return f"{x * 100:.2g}%"
+    return f"{x * 100:.2f}%"
+
+
+# --------------------------------------------------------------------------------------
+# Sides
+
+
+def resolve_sides(a: Environment | str | None, b: Environment | str | None
+                  ) -> tuple[Environment, str, Environment, str]:
+    """Environments and labels of the two sides: an Environment, a preset name, ``None`` (this
+    process) or a torch version (``'2.4'``, ``'2.13'``, ``'main'``), which takes the other
+    side's build (the ``cpu`` preset when both are versions)."""
+    def direct(x):
+        if x is None:
+            return Environment.from_torch(), "native"
+        if isinstance(x, Environment):
+            return x, env_name(x)
+        if not isinstance(x, str):
+            raise TypeError(f"a side must be an Environment, a preset name, a version or None, "
+                            f"got {type(x).__name__}")
+        if x == "native":
+            return preset(x), x
+        from ..env import PRESETS
+        if x in PRESETS:
+            return PRESETS[x][1], x
+        return None, x
+
+    ea, la = direct(a)
+    eb, lb = direct(b)
+    if ea is None:
+        ea = environment_for(la, eb)
+    if eb is None:
+        eb = environment_for(lb, ea)
+    return ea, la, eb, lb
+
+
+# --------------------------------------------------------------------------------------
+# The per-side case lists
+
+
+def _checks(env: Environment, st: Structure) -> list[tuple[str, Any]]:
+    """``(name, z3 pass condition)`` of the structure's shape checks, in torch's order; a
+    profile without the groups check divides by ``groups`` in the divisibility check (a crash
+    when it is 0)."""
+    out = []
+    crash_guard = not profile(env.version).groups_positive_check
+    for c in st.checks:
+        if crash_guard and c.name == "groups_weight_divisible":
+            out.append(("__crash__", st.groups != 0))
+        out.append((c.name, D.to_z3(c.cond) if not isinstance(c.cond, bool) else
+                    z3.BoolVal(c.cond)))
+    return out
+
+
+def _zb(x) -> Any:
+    if isinstance(x, bool):
+        return z3.BoolVal(x)
+    if isinstance(x, z3.ExprRef):
+        return x
+    return D.to_z3(x)
+
+
+def _zi(x) -> Any:
+    if isinstance(x, int):
+        return z3.IntVal(x)
+    if isinstance(x, z3.ExprRef):
+        return x
+    return D.to_z3(x)
+
+
+def _and(*xs):
+    xs = [x for x in xs if not z3.is_true(x)]
+    if any(z3.is_false(x) for x in xs):
+        return z3.BoolVal(False)
+    if not xs:
+        return z3.BoolVal(True)
+    return xs[0] if len(xs) == 1 else z3.And(*xs)
+
+
+class _SideCtx:
+    """One side: its environment, space and per-structure checks and output shapes."""
+
+    def __init__(self, env: Environment, restrict: dict, dims: tuple) -> None:
+        self.env = env
+        self.restrict = restrict
+        self.dims = dims
+        self._checks: dict = {}
+        self._shapes: dict = {}
+        self._mf: dict = {}
+
+    def space(self, restrict_extra: dict | None = None) -> Space:
+        r = dict(self.restrict)
+        for k, v in (restrict_extra or {}).items():
+            r[k] = v
+        return Space(self.env, dims=self.dims, restrict=r)
+
+    def memory_formats(self, st: Structure, backend: ConvBackend, ev: _Evaluator, ctx,
+                       log: list) -> list:
+        """``[(code, z3 condition)]`` of the backend's memory format in this context, memoised
+        on the categorical facts it read (which are appended to ``log``)."""
+        entries = self._mf.setdefault((st.key, backend), [])
+        vals = ev.values
+        for reads, value in entries:
+            if all(vals[v] == x for v, x in reads):
+                log.extend(v for v, _ in reads)
+                return value
+        ev.log, ev.facts = [], []
+        try:
+            mf = determine_backend_memory_format(ctx.input, ctx.weight, backend, ctx.env)
+        finally:
+            got = ev.log
+            ev.log = ev.facts = None
+        log.extend(got)
+        reads = tuple((v, vals[v]) for v in dict.fromkeys(got))
+        if isinstance(mf, int) and not isinstance(mf, bool):
+            value = [(int(mf), z3.BoolVal(True))]
+        else:
+            m = _zi(mf)
+            value = [(code, m == code) for code in _ite_values(m)]
+        entries.append((reads, value))
+        return value
+
+    def checks(self, st: Structure) -> list:
+        if st.key not in self._checks:
+            self._checks[st.key] = _checks(self.env, st)
+        return self._checks[st.key]
+
+    def shape(self, st: Structure) -> list:
+        if st.key not in self._shapes:
+            params = ConvParams(st.stride, st.padding, st.dilation, st.transposed,
+                                st.output_padding, st.groups)
+            out = calc_output_size(TensorSpec(st.input_shape), TensorSpec(st.weight_shape),
+                                   params)
+            self._shapes[st.key] = [_zi(x) for x in out]
+        return self._shapes[st.key]
+
+
+def _error_cases(side: _SideCtx, st: Structure) -> tuple[list, Any]:
+    cases = []
+    prev: list = []
+    for name, cond in side.checks(st):
+        label = ("crash",) if name == "__crash__" else ("error", name)
+        f = _and(*(prev + [z3.Not(cond)]))
+        if not z3.is_false(f):
+            cases.append((f, label))
+        prev.append(cond)
+    return cases, _and(*prev)
+
+
+def _rule_cases(side: _SideCtx, space: Space, leaf, st: Structure, assign: dict,
+                valid: Any, log: list) -> list:
+    """The leaf's rule cases, backends split by memory format (reads are logged)."""
+    out = []
+    ev = _Evaluator(space.full(st.dims, assign), side.env)
+    ctx = space._tracked(st, ev)
+    for rname, terms in leaf.parts.items():
+        rule = next(r for r in RULES if r.name == rname)
+        f = _and(valid, *[t for _, t in terms])
+        if z3.is_false(f):
+            continue
+        if isinstance(rule.outcome, ErrorOutcome):
+            out.append((f, ("error", rule.outcome.name)))
+            continue
+        for code, cond in side.memory_formats(st, rule.outcome, ev, ctx, log):
+            out.append((_and(f, cond), ("backend", rule.outcome.name, code)))
+    return out
+
+
+def _ite_values(m) -> list:
+    """The constants an integer If-tree can take (all memory formats when it is not one)."""
+    if z3.is_int_value(m):
+        return [m.as_long()]
+    if z3.is_app(m) and m.decl().kind() == z3.Z3_OP_ITE:
+        out = _ite_values(m.arg(1))
+        for v in _ite_values(m.arg(2)):
+            if v not in out:
+                out.append(v)
+        return out
+    return [MF_CONTIGUOUS, MF_CHANNELS_LAST, MF_CHANNELS_LAST_3D]
+
+
+# --------------------------------------------------------------------------------------
+# numpy evaluation of z3 formulas (coverage and the sampled check)
+
+
+def np_eval(e: Any, env: dict, memo: dict | None = None):
+    """Evaluate a z3 integer/boolean term on numpy arrays (int64 or object) of symbol values,
+    with Z3's semantics (``div``/``mod`` round towards minus infinity for positive divisors)."""
+    if memo is None:
+        memo = {}
+    key = e.get_id()
+    hit = memo.get(key)
+    if hit is not None:
+        return hit[1]
+    if z3.is_true(e):
+        r = True
+    elif z3.is_false(e):
+        r = False
+    elif z3.is_int_value(e):
+        r = e.as_long()
+    elif z3.is_const(e) and e.decl().kind() == z3.Z3_OP_UNINTERPRETED:
+        r = env[str(e)]
+    else:
+        k = e.decl().kind()
+        a = [np_eval(c, env, memo) for c in e.children()]
+        if k == z3.Z3_OP_AND:
+            r = a[0]
+            for x in a[1:]:
+                r = np.logical_and(r, x)
+        elif k == z3.Z3_OP_OR:
+            r = a[0]
+            for x in a[1:]:
+                r = np.logical_or(r, x)
+        elif k == z3.Z3_OP_NOT:
+            r = np.logical_not(a[0])
+        elif k == z3.Z3_OP_IMPLIES:
+            r = np.logical_or(np.logical_not(a[0]), a[1])
+        elif k == z3.Z3_OP_EQ:
+            r = np.equal(a[0], a[1])
+        elif k == z3.Z3_OP_DISTINCT:
+            r = np.not_equal(a[0], a[1])
+        elif k == z3.Z3_OP_LE:
+            r = np.less_equal(a[0], a[1])
+        elif k == z3.Z3_OP_LT:
+            r = np.less(a[0], a[1])
+        elif k == z3.Z3_OP_GE:
+            r = np.greater_equal(a[0], a[1])
+        elif k == z3.Z3_OP_GT:
+            r = np.greater(a[0], a[1])
+        elif k == z3.Z3_OP_ADD:
+            r = a[0]
+            for x in a[1:]:
+                r = r + x
+        elif k == z3.Z3_OP_SUB:
+            r = a[0]
+            for x in a[1:]:
+                r = r - x
+        elif k == z3.Z3_OP_MUL:
+            r = a[0]
+            for x in a[1:]:
+                r = r * x
+        elif k == z3.Z3_OP_UMINUS:
+            r = -a[0]
+        elif k in (z3.Z3_OP_IDIV, z3.Z3_OP_MOD):
+            x, y = a
+            y_safe = np.where(np.equal(y, 0), 1, y)
+            q = np.where(np.greater(y_safe, 0), x // y_safe, -(x // -y_safe))
+            r = q if k == z3.Z3_OP_IDIV else x - y_safe * q
+        elif k == z3.Z3_OP_ITE:
+            r = np.where(a[0], a[1], a[2])
+        else:
+            raise NotImplementedError(f"np_eval: {e.decl()}")
+    memo[key] = (e, r)
+    return r
+
+
+# --------------------------------------------------------------------------------------
+# diff
+
+
+@dataclasses.dataclass
+class _Plan:
+    A: _SideCtx
+    B: _SideCtx
+    shared: dict            # shared categorical var -> allowed values (per dims)
+    flags_a: dict           # differing flags: side A's values
+    flags_b: dict
+    where: Where
+    dims: tuple
+
+
+def _plan(ea: Environment, eb: Environment, dims, where: Where) -> tuple[_Plan, list]:
+    notes = []
+    r = dict(where.restrict)
+    dl = tuple(dims) if dims else None
+    if "dims" in r:
+        allowed = r.pop("dims")
+        dl = tuple(d for d in (dl or (2, 1, 3)) if d in allowed)
+        if not dl:
+            raise WhereError("the constraints contradict each other: no number of dims is left")
+    dl = dl or (2, 1, 3)
+    differing = [f for f in FLAG_VARS if getattr(ea, f) != getattr(eb, f)]
+    flags_a = {f: getattr(ea, f) for f in differing}
+    flags_b = {f: getattr(eb, f) for f in differing}
+    for f in differing:
+        if f in r:
+            for side, v in (("from", flags_a[f]), ("to", flags_b[f])):
+                if v not in r[f]:
+                    raise WhereError(f"the constraints exclude the {side} side's {f}={v!r}")
+            r.pop(f)
+    if where.threads:
+        if "num_threads" in differing:
+            for side, v in (("from", flags_a["num_threads"]), ("to", flags_b["num_threads"])):
+                if not where.thread_values((v,)):
+                    raise WhereError(f"the constraints exclude the {side} side's "
+                                     f"num_threads={v}")
+        else:
+            cur = ea.num_threads
+            vals = where.thread_values((cur, 2 if cur == 1 else 1))
+            if not vals:
+                raise WhereError("the constraints contradict each other: num_threads")
+            r["num_threads"] = vals
+    shared: dict = {}
+    ra, rb = dict(r), dict(r)
+    for d in dl:
+        va, vb = variables(ea, d), variables(eb, d)
+        for name in TENSOR_VARS + FLAG_VARS:
+            if name in differing:
+                continue
+            vals = tuple(x for x in va[name].values if x in vb[name].values)
+            if name in r:
+                vals = tuple(x for x in vals if x in r[name])
+            only = [x for x in list(va[name].values) + list(vb[name].values) if x not in vals
+                    and (name not in r or x in r[name])]
+            if only and name in ("device", "layout", "cudnn_depthwise_kernel"):
+                n = (f"{name} {', '.join(sorted(set(value_name(name, x) for x in only)))} "
+                     "exists on one side only: left out")
+                if n not in notes:
+                    notes.append(n)
+            prev = shared.get(name)
+            shared[name] = tuple(dict.fromkeys((prev or ()) + vals))
+    for name, vals in shared.items():
+        if not vals:
+            raise WhereError(f"no value of {name} is possible on both sides under these "
+                             "constraints")
+        ra[name] = vals
+        rb[name] = vals
+    for f in differing:
+        ra[f] = (flags_a[f],)
+        rb[f] = (flags_b[f],)
+    if differing:
+        notes.append("runtime flags that differ are each side's own: " + ", ".join(
+            f"{f} {flags_a[f]!r} -> {flags_b[f]!r}" for f in differing)
+            + "; the other flags vary together")
+    plan = _Plan(_SideCtx(ea, ra, dl), _SideCtx(eb, rb, dl), shared, flags_a, flags_b, where,
+                 dl)
+    return plan, notes
+
+
+def _full_facts(space: Space, dims: int, assign: dict) -> dict:
+    full = space.full(dims, assign)
+    return {"device": full["device"], "dtype": value_name("dtype", full["dtype"]),
+            "layout": value_name("layout", full["layout"]),
+            "input_mf": value_name("input_mf", full["input_mf"]),
+            "weight_mf": value_name("weight_mf", full["weight_mf"]),
+            "requires_grad": bool(full["requires_grad"])}
+
+
+def _flags(space: Space, dims: int, assign: dict) -> dict:
+    full = space.full(dims, assign)
+    return {k: full[k] for k in FLAG_VARS}
+
+
+def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
+         dims: int | Sequence[int] | None = None, where: str | Sequence[str] | Where | None = None,
+         validate: bool = True, box: dict | None = None, box_samples: int = 2048,
+         seed: int = 0, simplify_budget_s: float = 2.0) -> DiffResult:
+    """Every region of calls where ``env_a`` and ``env_b`` answer differently: the selected
+    backend, its memory format, the output shape, or the error.
+
+    Sides are Environments, preset names, ``None`` (this process) or torch versions (``'2.4'``,
+    ``'2.13'``, ``'main'``: the other side's build at that version). ``dims`` and ``where``
+    restrict the calls as in :func:`symconv.reach`. Each region has a witness (a concrete call,
+    answered by symconv's concrete path on both sides and, where this process is one of the
+    sides, by torch) and its estimated share of a bounded box (``box``: name or prefix ->
+    inclusive range, default :data:`DEFAULT_BOX`). ``verdict == 'no difference'`` is a proof.
+    """
+    t0 = time.perf_counter()
+    ea, la, eb, lb = resolve_sides(env_a, env_b)
+    w = where if isinstance(where, Where) else parse_where(where)
+    if isinstance(dims, int) and not isinstance(dims, bool):
+        dims = (dims,)
+    if dims is not None:
+        for d in dims:
+            if d not in (1, 2, 3):
+                raise ValueError(f"dims must be 1, 2 or 3, got {d}")
+    plan, notes = _plan(ea, eb, dims, w)
+    boxd = dict(DEFAULT_BOX)
+    boxd.update(box or {})
+    deadline = time.monotonic() + simplify_budget_s
+    regions: list[DiffRegion] = []
+    unknown: list[str] = []
+    proof: list[str] = []
+    n_leaves = n_pairs = 0
+    targets = list(range(len(RULES)))
+    sa = plan.A.space()
+    structures = [st for st in sa.structures() if w.applies_to(st)]
+    if not structures:
+        raise WhereError("the constraints name sizes that no requested number of dims has")
+    shared_names = set(plan.shared)
+    solvers: dict = {}
+    for st in structures:
+        s = solve.new_solver()
+        s.add(*[st.symbols[n] >= 0 for n in st.sizes])
+        # torch's sizes and parameters are int64
+        s.add(*[z3.And(x >= -D.INT64_MAX - 1, x <= D.INT64_MAX) for x in st.symbols.values()])
+        s.add(w.formula(st))
+        solvers[st.key] = s
+        if w.items and solve.verdict(s)[0] == "unsat":
+            continue
+        errs_a, valid_a = _error_cases(plan.A, st)
+        sb0 = plan.B.space()
+        stb = sb0.structure(st.dims, st.transposed)
+        errs_b, valid_b = _error_cases(plan.B, stb)
+        shape_same = all(x.eq(y) for x, y in zip(plan.A.shape(st), plan.B.shape(stb)))
+        # the shape checks read no categorical fact: their differences are decided once per
+        # structure (a side that passes them answers with a backend or a selection error)
+        passes = ("passes",)
+        found, np_ = _compare(plan, st, solvers[st.key], {}, errs_a + [(valid_a, passes)],
+                              errs_b + [(valid_b, passes)], True, [], [], unknown)
+        n_pairs += np_
+        regions.extend(found)
+        for la_item in sa.explore(targets, structures=[st]):
+            if not hasattr(la_item, "parts"):
+                continue
+            shared_a = {k: v for k, v in la_item.assign.items() if k in shared_names}
+            sb = plan.B.space({k: (v,) for k, v in shared_a.items()})
+            stb = sb.structure(st.dims, st.transposed)
+            for lb_item in sb.explore(targets, structures=[stb]):
+                if not hasattr(lb_item, "parts"):
+                    continue
+                joint = dict(shared_a)
+                joint.update({k: v for k, v in lb_item.assign.items() if k in shared_names})
+                for assign, ca, cb in _expand(plan, sa, sb, st, stb, la_item, lb_item, joint,
+                                              valid_a, valid_b):
+                    n_leaves += 1
+                    found, np_ = _compare(plan, st, solvers[st.key], assign, ca, cb, shape_same,
+                                          plan.A.shape(st), plan.B.shape(stb), unknown)
+                    n_pairs += np_
+                    regions.extend(found)
+    t_explore = time.perf_counter() - t0
+    # readable conditions, witnesses
+    for r in regions:
+        _describe(plan, r, sa, deadline)
+    _coverage(plan, regions, structures, boxd, box_samples, seed)
+    regions = _merge(plan, sa, regions)
+    for r in regions:
+        if not r.unknown:
+            first = getattr(r, "parts", [r])[0]
+            _witness(plan, r, first, sa, solvers[r.structure.key], validate)
+    t_describe = time.perf_counter() - t0 - t_explore
+    timing = {"explore_compare": t_explore, "describe_coverage_witness": t_describe}
+    if regions:
+        verdict = "different"
+    elif unknown:
+        verdict = "unknown"
+    else:
+        verdict = "no difference"
+        proof.append(f"Z3 found every one of {n_pairs} pair(s) of differing answers "
+                     f"unsatisfiable, over {n_leaves} combination(s) of categorical facts in "
+                     f"{len(structures)} structure(s)" if n_pairs else
+                     f"both sides give the same case split in all {n_leaves} combination(s) of "
+                     f"categorical facts of {len(structures)} structure(s): no pair of "
+                     "differing answers can hold together")
+        if w:
+            proof.append(f"within the constraints {w.text!r}")
+    res = DiffResult(ea, eb, la, lb, plan.dims, w.text, regions, verdict, notes, proof,
+                     unknown, time.perf_counter() - t0, boxd, box_samples, _ctx=plan)
+    res.timing = {k: round(v, 3) for k, v in timing.items()}
+    res.leaves = n_leaves
+    return res
+
+
+def _expand(plan: _Plan, sa: Space, sb: Space, st, stb, leaf_a, leaf_b, joint: dict,
+            valid_a, valid_b):
+    """Refine ``joint`` by the facts the memory formats read; yield ``(assign, cases A,
+    cases B)``."""
+    log: list = []
+    ca = _rule_cases(plan.A, sa, leaf_a, st, joint, valid_a, log)
+    cb = _rule_cases(plan.B, sb, leaf_b, stb, joint, valid_b, log)
+    unfixed = [v for v in dict.fromkeys(log) if v not in joint and v in plan.shared]
+    if not unfixed:
+        yield joint, ca, cb
+        return
+    var = unfixed[0]
+    vals = sa.vars(st.dims)[var].values
+    for v in vals:
+        child = dict(joint)
+        child[var] = v
+        ev = _Evaluator(sa.full(st.dims, child), plan.A.env)
+        if not _valid_combo(ev):
+            continue
+        yield from _expand(plan, sa, sb, st, stb, leaf_a, leaf_b, child, valid_a, valid_b)
+
+
+def _agrees(text: str, label: tuple, st: Structure) -> bool:
+    """Whether a concrete answer is what a region says for that side."""
+    if text == "passes the shape checks":
+        return not (label[0] == "crash" or (label[0] == "error" and
+                                            label[1] in {c.name for c in st.checks}))
+    return outcome_text(label) == text
+
+
+def _kind(a: tuple, b: tuple) -> str:
+    if a[0] != "backend" or b[0] != "backend":
+        return "error"
+    if a[1] != b[1]:
+        return "backend"
+    return "memory format"
+
+
+def _compare(plan: _Plan, st: Structure, s: z3.Solver, assign: dict, ca: list, cb: list,
+             shape_same: bool, shape_a: list, shape_b: list, unknown: list) -> tuple[list, int]:
+    """Regions of one leaf: satisfiable pairs of differing answers."""
+    def key(f, lbl):
+        return (f.get_id(), lbl)
+
+    kb = {key(f, l) for f, l in cb}
+    ka = {key(f, l) for f, l in ca}
+    ua = [(f, l) for f, l in ca if key(f, l) not in kb]
+    ub = [(f, l) for f, l in cb if key(f, l) not in ka]
+    out = []
+    pairs = 0
+    cands = []
+    for (fa, la_), (fb, lb_) in itertools.product(ua, ub):
+        if la_ == ("passes",) and lb_ == ("passes",):
+            continue
+        if la_ == lb_:
+            if shape_same or la_[0] != "backend":
+                continue
+            g = _and(fa, fb, z3.Or(*[x != y for x, y in zip(shape_a, shape_b)]))
+            kind = "output shape"
+        else:
+            g = _and(fa, fb)
+            kind = _kind(la_, lb_)
+        if z3.is_false(g):
+            continue
+        cands.append((g, la_, lb_, kind))
+    if not cands:
+        return out, 0
+    if len(cands) > 1:  # one query first: most leaves have no difference at all
+        pairs += 1
+        v, _ = _check(s, st, z3.Or(*[c[0] for c in cands]))
+        if v == "unsat":
+            return out, pairs
+    for g, la_, lb_, kind in cands:
+        pairs += 1
+        v, why = _check(s, st, g)
+        if v == "unsat":
+            continue
+        facts = {"dims": st.dims, "transposed": st.transposed}
+        facts.update(assign)
+        r = DiffRegion(facts, outcome_text(la_), outcome_text(lb_), [], kind, st, dict(assign),
+                       g, unknown=(v != "sat"))
+        if v != "sat":
+            unknown.append(f"{r.facts_text()}: {r.a} -> {r.b}: {why}")
+        out.append(r)
+    return out, pairs
+
+
+def _flat_and(e) -> list:
+    if z3.is_app(e) and e.decl().kind() == z3.Z3_OP_AND:
+        out = []
+        for c in e.children():
+            out.extend(_flat_and(c))
+        return out
+    return [e]
+
+
+def _check(s: z3.Solver, st: Structure, g) -> tuple[str, str]:
+    """Satisfiability of ``g`` with the solver's context: small values first (every symbol in
+    [-64, 64], under an assumption literal added once per solver), then unbounded."""
+    lit = getattr(s, "_diff_bound", None)
+    if lit is None:
+        lit = z3.Bool("__diff_bound")
+        s.add(z3.Implies(lit, z3.And(*[z3.And(x >= -64, x <= 64)
+                                       for x in st.symbols.values()])))
+        s._diff_bound = lit  # type: ignore[attr-defined]
+    s.push()
+    try:
+        s.add(g)
+        s.set("rlimit", solve.STEP_RLIMIT)
+        try:
+            small = s.check(lit)
+        finally:
+            s.set("rlimit", 0)
+        if small == z3.sat:
+            return "sat", ""
+        return solve.verdict(s)
+    finally:
+        s.pop()
+
+
+
+def _describe(plan: _Plan, r: DiffRegion, sa: Space, deadline: float) -> None:
+    st = r.structure
+    prefix = []
+    ctx = [st.symbols[n] >= 0 for n in st.sizes] + [plan.where.formula(st)]
+    f = r.formula
+    if r.kind != "error":
+        # both sides answer with a backend: the call passes both sides' shape checks; say so
+        # once instead of listing every check (they are the very same z3 terms)
+        checks = [c for _, c in plan.A.checks(st)] + [c for _, c in plan.B.checks(st)]
+        ids = {c.get_id() for c in checks}
+        ids |= {x.get_id() for c in checks for x in _flat_and(c)}
+        flat = _flat_and(f)
+        kept = [c for c in flat if c.get_id() not in ids]
+        if len(kept) < len(flat):
+            prefix = ["valid call"]
+            ctx.append(_and(*checks))
+            f = _and(*kept)
+    try:
+        names = pretty.named_terms(sa.leaf_ctx(st, r.assign))
+        e = pretty.abstract(f, names)
+    except Exception:  # noqa: BLE001 - naming is cosmetic; the raw formula is exact
+        e = f
+    conj = solve.nnf_conjuncts(e)
+    left = deadline - time.monotonic()
+    if left > 0:
+        conj = solve.simplify_conjuncts(conj, ctx, budget_s=min(0.5, left))
+    r.conditions = prefix + solve.named_atoms(conj, SPATIAL[st.dims])
+
+
+def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solver,
+             validate: bool) -> None:
+    st = r.structure
+    s.push()
+    try:
+        s.add(part.formula)
+        values = solve.minimise(s, st.symbols)
+    finally:
+        s.pop()
+    if values is None:  # pragma: no cover - the pair was just found satisfiable
+        r.unknown = True
+        return
+    facts = _full_facts(sa, st.dims, part.assign)
+    fl = _flags(sa, st.dims, part.assign)
+    fa = dict(fl)
+    fa.update(plan.flags_a)
+    fb = dict(fl)
+    fb.update(plan.flags_b)
+    oa, sha, ma = concrete_outcome(_side_env(plan.A.env, fa), st.dims, st.transposed, values,
+                                   facts)
+    ob, shb, mb = concrete_outcome(_side_env(plan.B.env, fb), st.dims, st.transposed, values,
+                                   facts)
+    differs = (oa != ob or sha != shb) and _agrees(r.a, oa, st) and _agrees(r.b, ob, st)
+    ta = outcome_text(oa) + (f" {list(sha)}" if sha else "")
+    tb = outcome_text(ob) + (f" {list(shb)}" if shb else "")
+    checks = []
+    if validate:
+        for side, env, flags, lbl, msg in (("A", plan.A.env, fa, oa, ma),
+                                           ("B", plan.B.env, fb, ob, mb)):
+            checks.append(_torch_check(side, env, flags, st, values, facts, lbl, msg))
+    r.witness = DiffWitness(st.dims, st.transposed, values, facts, fa, fb, ta, tb, differs,
+                            checks)
+
+
+MAX_REPLAY = 2**26
+
+
+def _torch_check(side: str, env: Environment, flags: dict, st: Structure, values: dict,
+                 facts: dict, label: tuple, message: str) -> SideCheck:
+    want = _side_env(env, flags)
+    with torch_flags(flags):
+        here = Environment.from_torch()
+    if here != want:
+        return SideCheck(side, "not-validated", "this process is not this side")
+    if label[0] == "crash":  # pragma: no cover - no installed torch has the seed's division
+        return SideCheck(side, "not-validated", "would crash the process")
+    inp, wgt, _ = _call(st.dims, st.transposed, values, facts)
+    if max(_numel(inp.shape), _numel(wgt.shape)) > MAX_REPLAY:
+        return SideCheck(side, "not-validated", "too many elements to build here")
+    kind, text = torch_outcome(flags, st.dims, st.transposed, values, facts)
+    mine = outcome_text(label)
+    if label[0] == "error":
+        ok = kind == "error" and (not message or text == message)
+        got = f"raised: {text}" if kind == "error" else text
+    else:
+        ok = kind == "backend" and text == mine
+        got = text
+    if ok:
+        return SideCheck(side, "validated", f"torch {torch.__version__} agrees: {got}")
+    return SideCheck(side, "mismatch", f"MISMATCH: torch {torch.__version__} says {got}, "
+                     f"symconv says {mine}" + (f" ({message})" if message else ""))
+
+
+def _numel(shape) -> int:
+    n = 1
+    for x in shape:
+        n *= int(x)
+    return n
+
+
+def _merge(plan: _Plan, sa: Space, regions: list) -> list:
+    """Merge regions with the same answers and conditions whose facts differ in one fact only
+    (``v == a`` or ``v == b`` -> ``v in (a, b)``; a fact whose every value is covered is
+    dropped). The merged formula is the disjunction; the first witness is kept."""
+    def as_set(v):
+        return v if isinstance(v, tuple) else (v,)
+
+    changed = True
+    while changed:
+        changed = False
+        for i, r in enumerate(regions):
+            for j in range(i + 1, len(regions)):
+                q = regions[j]
+                if (r.kind, r.a, r.b, r.conditions, r.structure.key) != \
+                        (q.kind, q.a, q.b, q.conditions, q.structure.key):
+                    continue
+                if set(r.facts) != set(q.facts):
+                    continue
+                diffk = [k for k in r.facts if r.facts[k] != q.facts[k]]
+                if len(diffk) != 1:
+                    continue
+                k = diffk[0]
+                vals = tuple(dict.fromkeys(as_set(r.facts[k]) + as_set(q.facts[k])))
+                facts = dict(r.facts)
+                dom = sa.vars(r.structure.dims)[k].values if k in plan.shared else ()
+                if dom and all(x in vals for x in dom):
+                    facts.pop(k)
+                else:
+                    facts[k] = vals
+                assign = {a: b for a, b in facts.items() if a not in ("dims", "transposed")}
+                m = DiffRegion(facts, r.a, r.b, r.conditions, r.kind, r.structure, assign,
+                               z3.Or(r.formula, q.formula), r.witness or q.witness,
+                               None if r.coverage is None else r.coverage + (q.coverage or 0),
+                               r.hits + q.hits, r.unknown or q.unknown)
+                m.parts = getattr(r, "parts", [r]) + getattr(q, "parts", [q])
+                regions = regions[:i] + [m] + regions[i + 1:j] + regions[j + 1:]
+                changed = True
+                break
+            if changed:
+                break
+    return regions
+
+
+# --------------------------------------------------------------------------------------
+# Coverage of a bounded box
+
+
+def _fact_prob(sa: Space, plan: _Plan, dims: int, facts: dict) -> float:
+    p = 1.0
+    for k, v in facts.items():
+        if k in ("dims", "transposed") or k not in plan.shared:
+            continue
+        p /= max(1, len(sa.vars(dims)[k].values))
+    return p
+
+
+def _sample_box(st: Structure, box: dict, n: int, rng: np.random.Generator) -> dict:
+    """Calls of the box: every integer uniform in its range, channel counts consistent
+    (``C = Cg*G``, ``Cout = m*G`` with ``m`` uniform in the Cout range; transposed:
+    ``C = m*G``)."""
+    out = {}
+    for name in st.symbols:
+        lo, hi = _box_range(name, box)
+        out[name] = rng.integers(lo, hi + 1, size=n, dtype=np.int64)
+    _consistent_channels(st, out, box, rng, n)
+    return out
+
+
+def _consistent_channels(st: Structure, out: dict, box: dict, rng, n=None) -> None:
+    lo, hi = _box_range("Cout", box)
+    m = rng.integers(max(lo, 1), max(hi, 1) + 1, size=n)
+    if n is None:
+        m = int(m)
+    if st.transposed:
+        out["C"] = m * out["G"]
+    else:
+        out["C"] = out["Cg"] * out["G"]
+        out["Cout"] = m * out["G"]
+
+
+def _coverage(plan: _Plan, regions: list, structures: list, box: dict, n: int,
+              seed: int) -> None:
+    if not regions or n <= 0:
+        return
+    rng = np.random.default_rng(seed)
+    sa = plan.A.space()
+    n_struct = len(structures)
+    samples = {st.key: _sample_box(st, box, n, rng) for st in structures}
+    memos: dict = {}
+    for r in regions:
+        vals = samples[r.structure.key]
+        memo = memos.setdefault(r.structure.key, {})
+        with np.errstate(all="ignore"):
+            hit = np.broadcast_to(np.asarray(np_eval(r.formula, vals, memo), dtype=bool), (n,))
+        r.hits = int(hit.sum())
+        r.coverage = (r.hits / n) * _fact_prob(sa, plan, r.structure.dims, r.facts) / n_struct
+
+
+# --------------------------------------------------------------------------------------
+# The sampled check: random calls, answered by symconv's concrete path on both sides
+
+
+@dataclasses.dataclass
+class SampledCheck:
+    samples: int
+    differing: int          # calls whose concrete answers differ
+    uncovered: list         # differing calls outside every reported region
+    false_regions: list     # calls inside a region whose answers do not differ
+
+    @property
+    def ok(self) -> bool:
+        return not self.uncovered and not self.false_regions
+
+
+def _draw_values(st: Structure, box: dict, rng) -> dict:
+    """Half the draws with consistent channel counts (as the coverage box), half independent;
+    a tenth with some huge or edge values."""
+    out = {}
+    consistent = rng.random() < 0.5
+    wide = rng.random() < 0.1
+    for name in st.symbols:
+        lo, hi = _box_range(name, box)
+        if wide and rng.random() < 0.3:
+            if name in st.sizes:
+                out[name] = int(rng.choice([0, 1, 2**16, 2**31 - 1, 2**31, 2**20 + 3]))
+            else:
+                out[name] = int(rng.choice([-1, 0, 1, 2, 2**31, 2**62]))
+        else:
+            out[name] = int(rng.integers(lo, hi + 1))
+    if consistent and out["G"] >= 0 and out["Cg"] >= 0:
+        _consistent_channels(st, out, box, rng)
+    return out
+
+
+def _assign_from_witness(sa: Space, st: Structure, w: DiffWitness, plan: _Plan) -> dict:
+    full = {"device": w.facts["device"], "requires_grad": w.facts["requires_grad"]}
+    for k, table in (("dtype", _DT), ("input_mf", _MFS), ("weight_mf", _MFS)):
+        full[k] = table[w.facts[k]]
+    full["layout"] = torch._mkldnn if w.facts["layout"] == "mkldnn" else torch.strided
+    for k in FLAG_VARS:
+        full[k] = w.flags_a[k]
+    return {k: full[k] for k in plan.shared}
+
+
+def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
+                  box: dict | None = None, near_witness: float = 0.3) -> SampledCheck:
+    """Draw ``n`` random calls and compare both sides' concrete answers with the reported
+    regions: every call whose answers differ lies in a region, and every call in a region has
+    differing answers. Draws: categorical facts uniform over the shared values, integers from
+    the box (half with consistent channel counts, a tenth with some huge or edge values); a
+    share ``near_witness`` of them are region witnesses with a few values moved."""
+    plan: _Plan = res._ctx
+    boxd = dict(res.box)
+    boxd.update(box or {})
+    rng = np.random.default_rng(seed)
+    sa = plan.A.space()
+    structures = [st for st in sa.structures() if plan.where.applies_to(st)]
+    by_struct: dict = {}
+    for r in res.regions:
+        for part in getattr(r, "parts", [r]):
+            by_struct.setdefault(r.structure.key, []).append((r, part))
+    uncovered, false_regions = [], []
+    differing = 0
+    done = 0
+    seeds = [r for r in res.regions if r.witness is not None]
+    by_key = {st.key: st for st in structures}
+    while done < n:
+        near = seeds and rng.random() < near_witness
+        if near:
+            # a witness with one to three integers moved (by one, or redrawn from the box) and
+            # sometimes one categorical fact changed: probes the regions' boundaries
+            wr = seeds[int(rng.integers(len(seeds)))].witness
+            st = by_key[(wr.dims, wr.transposed)]
+            assign = _assign_from_witness(sa, st, wr, plan)
+            values = dict(wr.values)
+            for name in rng.choice(list(values), size=int(rng.integers(1, 4)), replace=False):
+                if rng.random() < 0.5:
+                    values[name] = int(values[name]) + int(rng.choice([-1, 1]))
+                else:
+                    lo, hi = _box_range(name, boxd)
+                    values[name] = int(rng.integers(lo, hi + 1))
+            if any(values[k] < 0 for k in st.sizes):
+                continue
+            if rng.random() < 0.3:
+                name = list(plan.shared)[int(rng.integers(len(plan.shared)))]
+                dom = sa.vars(st.dims)[name].values
+                assign[name] = dom[int(rng.integers(len(dom)))]
+        else:
+            st = structures[int(rng.integers(len(structures)))]
+            assign = {}
+            for name, vals in plan.shared.items():
+                dom = sa.vars(st.dims)[name].values
+                assign[name] = dom[int(rng.integers(len(dom)))]
+            values = _draw_values(st, boxd, rng)
+        ev = _Evaluator(sa.full(st.dims, assign), plan.A.env)
+        if not _valid_combo(ev):
+            continue
+        if plan.where.items:
+            env = {k: np.array([v], dtype=object) for k, v in values.items()}
+            if not bool(np.asarray(np_eval(plan.where.formula(st), env)).reshape(-1)[0]):
+                continue
+        done += 1
+        facts = _full_facts(sa, st.dims, assign)
+        fl = _flags(sa, st.dims, assign)
+        fa = dict(fl)
+        fa.update(plan.flags_a)
+        fb = dict(fl)
+        fb.update(plan.flags_b)
+        oa, sha, _ = concrete_outcome(_side_env(plan.A.env, fa), st.dims, st.transposed,
+                                      values, facts)
+        ob, shb, _ = concrete_outcome(_side_env(plan.B.env, fb), st.dims, st.transposed,
+                                      values, facts)
+        differ = oa != ob or sha != shb
+        env = {k: np.array([v], dtype=object) for k, v in values.items()}
+        inside = None
+        for r, part in by_struct.get(st.key, []):
+            if any(assign.get(k) != v for k, v in part.assign.items()):
+                continue
+            if bool(np.asarray(np_eval(part.formula, env)).reshape(-1)[0]):
+                inside = r
+                break
+        call = {"dims": st.dims, "transposed": st.transposed, "facts": facts, "flags": fl,
+                "values": values, "a": outcome_text(oa), "b": outcome_text(ob)}
+        if differ:
+            differing += 1
+            if inside is None:
+                uncovered.append(call)
+        elif inside is not None:
+            call["region"] = inside.text()
+            false_regions.append(call)
+    return SampledCheck(n, differing, uncovered, false_regions)
