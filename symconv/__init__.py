@@ -40,3 +40,4 @@ from .queries import explain, reach  # noqa: E402
 __all__ += ["reach", "explain"]
 from .tracing import Trace, trace  # noqa: E402
 __all__ += ["trace", "Trace"]
+from .queries.diff import diff  # noqa: E402,F401  (where two environments answer differently)
