@@ -1,32 +1,138 @@
 """Every Z3 query of symconv goes through here: one place for time and memory limits.
 
-Verdicts are ``"sat"``, ``"unsat"`` or ``"unknown"``; a timeout or resource limit is always
-``"unknown"`` (with the reason), never a proof.
+Verdicts are ``"sat"``, ``"unknown"`` or ``"unsat"``; a timeout or resource limit is always
+``"unknown"`` (with the reason and the limits), never a proof. Ctrl-C during a query raises
+KeyboardInterrupt (Z3 would otherwise swallow it into an "unknown" and the run would go on).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Any, Iterable
 
 import z3
 
 from . import domain as D
 
-__all__ = ["LIMITS", "Limits", "Result", "check", "prove", "find_model", "nonneg"]
+__all__ = ["LIMITS", "Limits", "Result", "check", "prove", "find_model", "nonneg", "new_solver",
+           "new_optimize", "LimitedSolver", "LimitedOptimize"]
+
+
+DEFAULT_TIMEOUT_MS = 10_000
+DEFAULT_MEMORY_MB = 2048
+
+
+def _env_int(name: str, default: int, lo: int, hi: int) -> int:
+    """A positive int from the environment; a malformed value is refused with a warning
+    (the default stays), never a crash at import."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        v = int(text.strip())
+    except ValueError:
+        v = None
+    if v is None or not lo <= v <= hi:
+        warnings.warn(f"{name}={text!r} is not an integer in [{lo}, {hi}]; using {default}",
+                      RuntimeWarning, stacklevel=2)
+        return default
+    return v
 
 
 @dataclasses.dataclass
 class Limits:
     """Solver limits: per query time (ms) and memory (MB); ``SYMCONV_Z3_TIMEOUT_MS`` and
-    ``SYMCONV_Z3_MEMORY_MB`` override the defaults."""
+    ``SYMCONV_Z3_MEMORY_MB`` override the defaults. Every solver symconv creates
+    (:func:`new_solver`, :func:`new_optimize`) takes them from here."""
 
-    timeout_ms: int = int(os.environ.get("SYMCONV_Z3_TIMEOUT_MS", "10000"))
-    memory_mb: int = int(os.environ.get("SYMCONV_Z3_MEMORY_MB", "2048"))
+    timeout_ms: int = dataclasses.field(default_factory=lambda: _env_int(
+        "SYMCONV_Z3_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1, 2**31 - 1))
+    memory_mb: int = dataclasses.field(default_factory=lambda: _env_int(
+        "SYMCONV_Z3_MEMORY_MB", DEFAULT_MEMORY_MB, 16, 2**31 - 1))
+
+    def describe(self, timeout_ms: int | None = None) -> str:
+        t = self.timeout_ms if timeout_ms is None else timeout_ms
+        return (f"limits: {t} ms, {self.memory_mb} MB per query; raise them with "
+                "SYMCONV_Z3_TIMEOUT_MS / SYMCONV_Z3_MEMORY_MB")
 
 
 LIMITS = Limits()
+
+# Z3's reason for a check it stopped on SIGINT ("interrupted from keyboard"); a check stopped by
+# its timer says "timeout" or "canceled", which is a limit, not Ctrl-C
+_INTERRUPTED = ("interrupted",)
+
+
+def _interrupted(reason: str) -> bool:
+    return any(w in reason.lower() for w in _INTERRUPTED)
+
+
+class _Limited:
+    """``check()`` with symconv's rules, shared by the solver and the optimiser: Z3 catches
+    SIGINT itself during a check and answers "unknown"; here that is a KeyboardInterrupt (Ctrl-C
+    stops the run), and a memory limit Z3 reports as an exception is "unknown" as well."""
+
+    _limit_reason: str = ""
+
+    def check(self, *assumptions):  # type: ignore[override]
+        self._limit_reason = ""
+        try:
+            r = super().check(*assumptions)  # type: ignore[misc]
+        except z3.Z3Exception as e:
+            text = str(e.value if hasattr(e, "value") else e)
+            if _interrupted(text):
+                raise KeyboardInterrupt from None
+            self._limit_reason = f"{text} ({LIMITS.describe(self._timeout_ms)})"
+            return z3.unknown
+        if r == z3.unknown:
+            reason = super().reason_unknown()  # type: ignore[misc]
+            if _interrupted(reason):
+                raise KeyboardInterrupt
+        return r
+
+    def reason_unknown(self) -> str:  # type: ignore[override]
+        if self._limit_reason:
+            return self._limit_reason
+        reason = super().reason_unknown()  # type: ignore[misc]
+        if reason == "canceled":  # Z3's word when its timer stopped the check
+            reason = "timeout"
+        return f"{reason} ({LIMITS.describe(self._timeout_ms)})"
+
+
+class LimitedSolver(_Limited, z3.Solver):
+    pass
+
+
+class LimitedOptimize(_Limited, z3.Optimize):
+    pass
+
+
+def _apply(s, timeout_ms: int | None):
+    t = int(timeout_ms if timeout_ms is not None else LIMITS.timeout_ms)
+    s._timeout_ms = t
+    s.set("timeout", t)
+    if isinstance(s, z3.Solver):
+        s.set("max_memory", int(LIMITS.memory_mb))
+    global _MEMORY_SET
+    if _MEMORY_SET != LIMITS.memory_mb:  # Z3's process-wide cap (the optimiser has no own)
+        z3.set_param("memory_max_size", int(LIMITS.memory_mb))
+        _MEMORY_SET = LIMITS.memory_mb
+    return s
+
+
+_MEMORY_SET: int | None = None
+
+
+def new_solver(timeout_ms: int | None = None) -> LimitedSolver:
+    """A Z3 solver with symconv's limits (:data:`LIMITS`, or ``timeout_ms`` for this one)."""
+    return _apply(LimitedSolver(), timeout_ms)
+
+
+def new_optimize(timeout_ms: int | None = None) -> LimitedOptimize:
+    """A Z3 optimiser with symconv's limits."""
+    return _apply(LimitedOptimize(), timeout_ms)
 
 
 @dataclasses.dataclass
@@ -45,10 +151,7 @@ class Result:
 
 
 def _solver(timeout_ms: int | None) -> z3.Solver:
-    s = z3.Solver()
-    s.set("timeout", int(timeout_ms if timeout_ms is not None else LIMITS.timeout_ms))
-    s.set("max_memory", int(LIMITS.memory_mb))
-    return s
+    return new_solver(timeout_ms)
 
 
 def _z3(f: Any) -> Any:
@@ -67,8 +170,7 @@ def check(*formulas: Any, timeout_ms: int | None = None) -> Result:
         return Result("sat", s.model())
     if r == z3.unsat:
         return Result("unsat")
-    return Result("unknown", reason=f"{s.reason_unknown()} (limit {timeout_ms or LIMITS.timeout_ms} ms, "
-                                     f"{LIMITS.memory_mb} MB)")
+    return Result("unknown", reason=s.reason_unknown())
 
 
 def prove(claim: Any, *assumptions: Any, timeout_ms: int | None = None) -> Result:

@@ -468,8 +468,7 @@ def _closest(q: Query, st, formula, targets: dict, timeout_ms: int = 2000):
     the count was proved minimal; otherwise the greedy search's answer is returned."""
     from .. import solver as S
     syms = st.symbols
-    opt = z3.Optimize()
-    opt.set("timeout", min(timeout_ms, S.LIMITS.timeout_ms))
+    opt = S.new_optimize(min(timeout_ms, S.LIMITS.timeout_ms))
     opt.add(st.valid, q.where_formula(st), formula)
     for n in syms:
         opt.add_soft(syms[n] == targets[n])
@@ -480,8 +479,7 @@ def _closest(q: Query, st, formula, targets: dict, timeout_ms: int = 2000):
         m = opt.model()
         vals = {n: m.eval(syms[n], model_completion=True).as_long() for n in syms}
         changed = [n for n in syms if vals[n] != targets[n]]
-        opt2 = z3.Optimize()
-        opt2.set("timeout", min(timeout_ms, S.LIMITS.timeout_ms))
+        opt2 = S.new_optimize(min(timeout_ms, S.LIMITS.timeout_ms))
         opt2.add(st.valid, q.where_formula(st), formula)
         opt2.add(*[syms[n] == targets[n] for n in syms if n not in changed])
         opt2.minimize(z3.Sum([z3.If(syms[n] >= targets[n], syms[n] - targets[n],

@@ -19,11 +19,8 @@ __all__ = ["new_solver", "verdict", "minimise", "nnf_conjuncts", "text", "simpli
 
 
 def new_solver(timeout_ms: int | None = None) -> z3.Solver:
-    """A Z3 solver with symconv's limits (``symconv.solver.LIMITS``)."""
-    s = z3.Solver()
-    s.set("timeout", int(timeout_ms if timeout_ms is not None else S.LIMITS.timeout_ms))
-    s.set("max_memory", int(S.LIMITS.memory_mb))
-    return s
+    """A Z3 solver with symconv's limits (:func:`symconv.solver.new_solver`)."""
+    return S.new_solver(timeout_ms)
 
 
 def verdict(s: z3.Solver, *assumptions) -> tuple[str, str]:
@@ -32,8 +29,7 @@ def verdict(s: z3.Solver, *assumptions) -> tuple[str, str]:
         return "sat", ""
     if r == z3.unsat:
         return "unsat", ""
-    return "unknown", f"{s.reason_unknown()} (limits: {S.LIMITS.timeout_ms} ms, " \
-                      f"{S.LIMITS.memory_mb} MB per query)"
+    return "unknown", s.reason_unknown()
 
 
 def verdict_small_first(s: z3.Solver, symbols, bound: int = 64) -> tuple[str, str]:
