@@ -778,3 +778,13 @@ def test_recorded_cuda_lowering_all_agree():
     assert any(r["memory_format"] == "channels_last" for r in runs)
     # symconv's selection agreed with torch's in every recorded case
     assert all(r["selected"] == r["torch_selected"] for r in runs if not r["forced"])
+    # every backward ran, forced cuDNN on depthwise convolutions included (its kernel reached
+    # through a channels-last copy); only cuDNN's float64 depthwise backward, which torch never
+    # selects, is recorded as unreachable (the float32 cases' double backward runs in float64)
+    assert not any(r.get("bwd_unreachable") for r in runs)
+    forced_dw = [r for r in runs if r["forced"] and r["backend"] == "Cudnn"
+                 and r["selected"] in ("CudaDepthwise2d", "CudaDepthwise3d")]
+    assert forced_dw and all(r.get("bwd") for r in forced_dw)
+    assert {r["dtype"] for r in forced_dw} == {"float32", "float16", "bfloat16"}
+    assert all(r["dtype"] == "float32" and r["backend"] == "Cudnn" and r["forced"]
+               for r in runs if r.get("double_unreachable"))
