@@ -334,6 +334,8 @@ def _outputs(x):
     """The forward's result with every STensor replaced by its shape (structure kept)."""
     if isinstance(x, STensor):
         return SymSize(x.shape)
+    if isinstance(x, torch.Tensor):  # a real tensor the forward made without the inputs
+        return SymSize(tuple(x.shape))
     if isinstance(x, tuple) and not hasattr(x, "keys"):
         return tuple(_outputs(v) for v in x)
     if isinstance(x, list):

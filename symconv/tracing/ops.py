@@ -801,12 +801,19 @@ def _batch_norm_core(run, input, running_mean, running_var, weight, bias, traini
         raise UnsupportedOp(f"unsupported batch_norm of a {input.ndim}-D input at layer "
                             f"{run.layer_name()}")
     c = input.shape[1]
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                    ("running_var", running_var)):
+    total = zexpr(numel(input.shape))
+    # an empty input skips the kernel's checks: the output is input.clone() * weight[0] + bias[0]
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and numel(shape_of(t)) == 0:
+            run.check(total != 0, IndexError,
+                      lambda: "select(): index 0 out of range for tensor of size [0] at "
+                              "dimension 0")
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
         if t is None:
             continue
         n = numel(shape_of(t))
-        run.check(eq(n, c), RuntimeError,
+        run.check(z3.Or(total == 0, zexpr(n) == zexpr(c)), RuntimeError,
                   lambda name=name, n=n: f"{name} should contain {c} elements not {n}")
     return new(input, input.shape)
 
@@ -901,9 +908,9 @@ def _pool2d(run, input, n, k, s, p, d, ceil_mode, kind):
     if n == 1:
         # max_pool1d / avg_pool1d: the 1-d ops view the input as 2-d
         if len(sh) not in (2, 3):
-            raise RuntimeError(f"{'max_pool1d' if kind == 'max' else 'avg_pool1d'}() Expected 2D "
-                               f"or 3D input, but got {fmt_list(sh)}" if kind == "max" else
-                               f"Expected 2D or 3D input to avg_pool1d, but got {len(sh)}D")
+            raise RuntimeError(f"Expected 2 to 3 dimensions, but got {len(sh)}-dimensional "
+                               f"tensor for argument #1 'self' (while checking arguments for "
+                               f"{'max_pool1d' if kind == 'max' else 'avg_pool1d'})")
         k, s, p, d = [1] + k, [1] + s, [0] + p, [1] + d
         view = sh[:-1] + [1] + sh[-1:]
         out = _pool2d_core(run, view, k, s, p, d, ceil_mode, kind, n1=True)
@@ -925,8 +932,10 @@ def _pool2d_core(run, sh, k, s, p, d, ceil_mode, kind, n1=False):
                                f"kH: {kH} kW: {kW}")
     ndim = len(sh)
     if ndim not in (3, 4):
-        raise RuntimeError("non-empty 3D or 4D (batch mode) tensor expected for input" if kind ==
-                           "max" else "non-empty 3D or 4D (batch mode) tensor expected for input")
+        if kind == "max":
+            raise RuntimeError("non-empty 3D or 4D (batch mode) tensor expected for input")
+        raise IndexError(f"Dimension out of range (expected to be in range of [-{ndim}, "
+                         f"{ndim - 1}], but got -3)")
     zs = [_zv(v) for v in sh]
     C, H, W = zs[-3], zs[-2], zs[-1]
     chk = _checker(run)
@@ -948,9 +957,9 @@ def _checker(run):
 
 def _pool3d(run, input, k, s, p, d, ceil_mode, kind):
     sh = list(input.shape)
-    fn = "max_pool3d" if kind == "max" else "avg_pool3d"
+    fn = "max_pool3d_with_indices_out_cpu_template()" if kind == "max" else "avg_pool3d()"
     if len(sh) not in (4, 5):
-        raise RuntimeError(f"{fn}: Expected 4D or 5D tensor for input, but got: {fmt_list(sh)}")
+        raise RuntimeError("non-empty 4D or 5D (batch mode) tensor expected for input")
     zs = [_zv(v) for v in sh]
     T, H, W = zs[-3], zs[-2], zs[-1]
     chk = _checker(run)
@@ -965,8 +974,45 @@ def _pool3d(run, input, k, s, p, d, ceil_mode, kind):
       "torch.max_pool1d_with_indices")
 def _max_pool1d(run, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                 return_indices=False):
-    out = _pool_nd(run, input, 1, kernel_size, stride, padding, dilation, ceil_mode, "max")
-    return (out, new(out, out.shape, torch.int64)) if return_indices else out
+    if return_indices or "with_indices" in run.current_op or input.requires_grad:
+        # max_pool1d_with_indices: max_pool2d on the input unsqueezed at -2
+        out = _pool_nd(run, input, 1, kernel_size, stride, padding, dilation, ceil_mode, "max")
+        return (out, new(out, out.shape, torch.int64)) if (
+            return_indices or "with_indices" in run.current_op) else out
+    # at::max_pool1d (MaxPooling.cpp) and check_max_pool1d (MaxPooling.h), in torch's order
+    sh = list(input.shape)
+    zs = [_zv(v) for v in sh]
+    nd = len(sh)
+    ok = z3.And(zexpr(zs[0]) != 0, zexpr(zs[1]) != 0) if nd == 2 else (
+        z3.And(zexpr(zs[1]) != 0, zexpr(zs[2]) != 0) if nd == 3 else False)
+    run.check(ok, RuntimeError,
+              lambda: "max_pool1d: Expected 2D or 3D (batch mode) tensor with optional 0 dim "
+                      "batch size for input, but got:" + fmt_list(sh))
+    k = _tuple(kernel_size, 1)[0]
+    st = k if stride is None or (isinstance(stride, (list, tuple)) and not stride) \
+        else _tuple(stride, 1)[0]
+    p = _tuple(padding, 1)[0]
+    d = _tuple(dilation, 1)[0]
+    if not k > 0:
+        raise RuntimeError(f"max_pool1d() kernel_size must be greater than zero, but got {k}")
+    if not st > 0:
+        raise RuntimeError(f"max_pool1d() stride must be greater than zero, but got {st}")
+    if not p >= 0:
+        raise RuntimeError(f"max_pool1d() padding must be non-negative, but got {p}")
+    if not p <= k // 2:
+        raise RuntimeError(f"max_pool1d() padding should be at most half of kernel size, but "
+                           f"got padding={p} and kernel_size={k}")
+    if not d > 0:
+        raise RuntimeError(f"max_pool1d() dilation must be greater than zero, but got {d}")
+    ow = S.pooling_output_shape(zs[-1], k, p, st, d, ceil_mode, check=_checker(run))
+    run.check(D_ge(ow, 1), RuntimeError,
+              lambda: f"max_pool1d() Invalid computed output size: {ow}")
+    return new(input, sh[:-1] + [wrap(ow)])
+
+
+def D_ge(a, b):
+    from .. import domain as D
+    return D.ge(a, b)
 
 
 @rule("F.max_pool2d", "F._max_pool2d", "F.max_pool2d_with_indices", "torch.max_pool2d",

@@ -217,7 +217,9 @@ class Trace:
         if res.ok:
             return None
         e = res.error
-        return Explanation(res.error_layer or "<model>", type(e).__name__,
+        # torch's exception type: symconv's ConvError family are RuntimeError/ValueError
+        etype = next(c for c in type(e).__mro__ if c.__module__ == "builtins")
+        return Explanation(res.error_layer or "<model>", etype.__name__,
                            str(e).splitlines()[0] if str(e) else "")
 
     # --- readable form --------------------------------------------------------------------
@@ -240,32 +242,57 @@ class Trace:
         return f"Trace({', '.join(self._symbols)}: {self.readable()})"
 
     # --- torch.export --------------------------------------------------------------------
+    def _size_terms(self) -> list:
+        """Every symbolic size the forward computes (layer inputs/outputs, outputs)."""
+        seen, out = set(), []
+
+        def add(sh):
+            for v in sh:
+                if isinstance(v, SymInt) and v.e.get_id() not in seen:
+                    seen.add(v.e.get_id())
+                    out.append(v.e)
+        for rec in self.layers:
+            for sh in list(rec.inputs) + list(rec.outputs):
+                add(sh)
+        _map_out(self.outputs, lambda sh: add(sh))
+        return out
+
+    def _export_domain(self):
+        """The domain where, in addition, every intermediate size is at least 2: torch.export
+        specialises sizes 0 and 1 (of inputs and of intermediate sizes it guards on)."""
+        terms = self._size_terms()
+        return z3.And(self.domain, *[t >= 2 for t in terms]) if terms else self.domain
+
     def export_dynamic_shapes(self, with_notes: bool = False):
         """``dynamic_shapes`` for ``torch.export.export(model, args, dynamic_shapes=...)``:
         a tuple with one ``{dim: Dim}`` dict per positional input (None where static). Ranges
-        and divisibility come from the domain; torch.export specialises sizes 0 and 1, so
-        every minimum is at least 2. ``with_notes=True`` also returns what it cannot express."""
+        and divisibility come from the domain restricted to every size (input and
+        intermediate) >= 2, since torch.export specialises 0 and 1. ``with_notes=True`` also
+        returns what it cannot express."""
         from torch.export import Dim
-        facts = self.symbol_facts()
+        dom2 = self._export_domain()
+        facts = {k: _facts(dom2, s) for k, s in self._symbols.items()}
+        full = self.symbol_facts()
         notes = []
         dims = {}
         region = []
         for name, s in self._symbols.items():
             f = facts[name]
             if f["min"] is None:
-                notes.append(f"{name}: no valid value")
+                notes.append(f"{name}: no valid value with every size >= 2")
                 continue
             lo = max(f["min"], 2)
-            if f["min"] < 2:
-                notes.append(f"{name}: values below 2 ({f['min']}..1) are valid but torch.export "
-                             "specialises 0 and 1, so the range starts at 2")
+            if full[name]["min"] is not None and full[name]["min"] < lo:
+                notes.append(f"{name}: forward also succeeds for {name} in "
+                             f"[{full[name]['min']}, {lo - 1}] (where some size is 0 or 1), "
+                             "which torch.export specialises: the range starts at "
+                             f"{lo}")
             hi = f["max"]
             m, r = f["mod"]
             if m > 1:
                 base_lo = max(-(-(lo - r) // m), 1)
-                base = Dim(f"{name}_{m}", min=base_lo,
-                           max=None if hi is None else (hi - r) // m) if hi is not None else \
-                    Dim(f"{name}_{m}", min=base_lo)
+                base = Dim(f"{name}_{m}", min=base_lo, max=(hi - r) // m) if hi is not None \
+                    else Dim(f"{name}_{m}", min=base_lo)
                 dims[name] = m * base + r if r else m * base
                 region += [s >= m * base_lo + r, s % m == r]
             else:
@@ -273,13 +300,14 @@ class Trace:
                 region.append(s >= lo)
             if hi is not None:
                 region.append(s <= hi)
+        self._export_region = region
         if region:
             chk = solver.prove(self.domain, *region, timeout_ms=20000)
             if not chk.unsat:
-                notes.append("the domain is not a box with divisibility (e.g. holes or joint "
-                             "conditions between symbols): export's region contains sizes "
-                             "where forward fails" + (f" (e.g. {_model_str(chk.model, self._symbols)})"
-                                                      if chk.sat else " (undecided)"))
+                notes.append("the domain is not a box with divisibility (holes, or conditions "
+                             "joining symbols): the exported range contains sizes where "
+                             "forward fails" + (f" (e.g. {_model_str(chk.model, self._symbols)})"
+                                                if chk.sat else " (undecided)"))
         out = []
         for spec in self.specs:
             if not isinstance(spec, TensorSpec):
@@ -300,11 +328,18 @@ class Trace:
         return (shapes, notes) if with_notes else shapes
 
     def export_example(self) -> tuple:
-        """Example inputs inside the export ranges (a valid point with every size >= 2)."""
-        facts = self.symbol_facts()
-        cons = [s >= max(2, facts[k]["min"] or 2) for k, s in self._symbols.items()]
-        r = solver.check(self.domain, *cons, *[s <= 4096 for s in self._symbols.values()])
-        if not r.sat:
+        """Example inputs for torch.export inside ``export_dynamic_shapes``'s ranges, away from
+        their lower ends (export specialises on example sizes 0 and 1, also intermediate)."""
+        if not hasattr(self, "_export_region"):
+            self.export_dynamic_shapes()
+        dom2 = z3.And(self._export_domain(), *self._export_region)
+        syms = list(self._symbols.values())
+        r = None
+        for lo in (32, 16, 8, 2):
+            r = solver.check(dom2, *[s >= lo for s in syms], *[s <= 4096 for s in syms])
+            if r.sat:
+                break
+        if r is None or not r.sat:
             raise ValueError("no valid point with every size >= 2")
         vals = {k: r.model.eval(s, model_completion=True).as_long()
                 for k, s in self._symbols.items()}
