@@ -76,6 +76,15 @@ def _time(fn, number: int, device: str) -> float:
     return (time.perf_counter() - t0) / number
 
 
+PARAMS = {"type": tuple}
+
+
+def _params(args: tuple) -> tuple:
+    """The int parameters as tuples (what nn.Conv2d passes) or, with --list-params, lists."""
+    conv = PARAMS["type"]
+    return tuple(conv(a) if isinstance(a, tuple) else a for a in args)
+
+
 def _calls(layer: dict, batch: int, device: str, dtype, channels_last: bool):
     x = torch.randn(batch, layer["cin"], layer["hw"], layer["hw"], device=device, dtype=dtype)
     w = torch.randn(layer["cout"], layer["cin"], layer["k"], layer["k"], device=device,
@@ -83,8 +92,8 @@ def _calls(layer: dict, batch: int, device: str, dtype, channels_last: bool):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         w = w.contiguous(memory_format=torch.channels_last)
-    s, p = [layer["s"]] * 2, [layer["p"]] * 2
-    args = (x, w, None, s, p, [1, 1], False, [0, 0], 1)
+    s, p = (layer["s"],) * 2, (layer["p"],) * 2
+    args = _params((x, w, None, s, p, (1, 1), False, (0, 0), 1))
     return (lambda: torch.convolution(*args)), (lambda: symconv.convolution(*args)), args
 
 
@@ -179,7 +188,7 @@ def dispatch(device: str, dtype, channels_last: bool = False, repeat: int = 30,
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         w = w.contiguous(memory_format=torch.channels_last)
-    args = (x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+    args = _params((x, w, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1))
     lowering = symconv.lowering
     with torch.no_grad():
         pl = lowering.plan(*args)
@@ -226,20 +235,26 @@ def main(argv=None) -> dict:
     ap.add_argument("--min-time", type=float, default=0.02,
                     help="seconds per timing (calls are repeated to last about this long)")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--list-params", action="store_true",
+                    help="pass stride, padding, ... as lists (default: tuples, as nn.Conv2d "
+                    "does; symconv then converts them for its cache key)")
     ap.add_argument("--dispatch-only", action="store_true",
                     help="only the per-call cost (the 1-element convolution)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    PARAMS["type"] = list if args.list_params else tuple
     dtype = DTYPES[args.dtype]
     card = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or \
         platform.machine()
     info = dict(torch=torch.__version__, device=args.device, card=card, dtype=args.dtype,
                 channels_last=args.channels_last, threads=torch.get_num_threads(),
-                python=sys.version.split()[0], repeat=args.repeat, min_time=args.min_time)
+                python=sys.version.split()[0], repeat=args.repeat, min_time=args.min_time,
+                params="list" if args.list_params else "tuple")
     print(f"symconv.convolution vs torch.convolution, ResNet-50 conv layers: torch "
           f"{info['torch']}, {args.device} ({card}), {args.dtype}"
-          f"{', channels_last' if args.channels_last else ''}, {info['threads']} threads; "
+          f"{', channels_last' if args.channels_last else ''}, {info['threads']} threads, "
+          f"parameters as {info['params']}s; "
           f"minimum of {args.repeat} alternating timings")
     disp = dispatch(args.device, dtype, args.channels_last)
     print(f"dispatch (1-element conv, {disp['backend']}): torch {disp['torch_us']:.2f} us, "

@@ -203,12 +203,16 @@ def run_case(case: dict) -> dict:
                 out["selected"] = pl.backend.name
             try:
                 got = _symconv(case, x, w, b, be)
+                # the same call again takes the warm path (a plan-cache hit, the kernel called
+                # directly): it must compute exactly what the first call computed
+                again = _symconv(case, x, w, b, be)
             except Exception as e:  # noqa: BLE001
                 run.update(ok=False, why=f"symconv forward raised {_err(e)}")
                 out["runs"].append(run)
                 continue
             if got.layout != torch.strided:
-                ok = got.layout == ref.layout and got.shape == ref.shape
+                ok = got.layout == ref.layout and got.shape == ref.shape and \
+                    again.layout == got.layout and again.shape == got.shape
                 run.update(ok=ok, fwd_err=0.0, identical=ok)
                 out["runs"].append(run)
                 continue
@@ -217,6 +221,10 @@ def run_case(case: dict) -> dict:
                        identical=bool(torch.equal(got, ref)) if got.shape == ref.shape else False)
             if not ok:
                 run["why"] = f"forward error {err:.3g} vs torch's {err_t:.3g}"
+            elif not (again.shape == got.shape and again.stride() == got.stride()
+                      and again.dtype == got.dtype and torch.equal(again, got)):
+                ok = False
+                run.update(ok=False, why="the warm path (second call) computed something else")
             if backward and ok:
                 try:
                     sg = _grads(got, [x, w, b], go)
