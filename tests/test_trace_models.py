@@ -122,7 +122,8 @@ def test_domain_and_shapes_agree_with_eager(name, oracle):
 @pytest.mark.parametrize("name", MODELS)
 def test_explain_gives_eager_error(name, oracle):
     """At invalid points: the first failing layer and torch's first line, as eager raised it.
-    One point per distinct eager message (the grid's invalid points repeat a few messages)."""
+    One point per distinct eager message (the grid's invalid points repeat a few messages), at
+    most 4 in the default run (explain re-runs the forward)."""
     case = tm.MODELS[name]
     points = default_grid(case)
     truth = oracle.run(case.factory(True), case.inputs, points)
@@ -130,7 +131,7 @@ def test_explain_gives_eager_error(name, oracle):
     seen, checked = set(), 0
     for p in points:
         t = truth[key_of(case, p)]
-        if "error" not in t or t["message"] in seen:
+        if "error" not in t or t["message"] in seen or checked >= 4:
             continue
         seen.add(t["message"])
         got = tr.explain(**p)
@@ -157,7 +158,7 @@ def test_train_mode_changes_the_domain(oracle):
     """BatchNorm in training needs more than one value per channel: N=1 at the bottleneck's
     1x1 map is valid in eval mode and not in training mode; the trace takes the mode."""
     name = "unet_resize"
-    pts = [{"N": n, "H": h, "W": h} for n in (1, 2) for h in (4, 5, 8, 16)]
+    pts = [{"N": n, "H": h, "W": h} for n in (1, 2) for h in (3, 4, 5, 8, 16)]
     check_agreement(name, oracle, lambda c: pts, train=True)
     check_agreement(name, oracle, lambda c: pts, train=False)
     assert traced(name, train=False).is_valid(N=1, H=4, W=4)
@@ -192,24 +193,21 @@ def _export(name: str, small: bool = True):
 
 def check_export(name: str, small: bool = True) -> None:
     tr, ds, notes, ep = _export(name, small)
-    dynamic = {str(s) for s in ep.range_constraints}
-    assert dynamic, "the exported program has no dynamic dimension"
-    # every size export accepts is in the trace's domain, or the notes say it is not a box
-    facts = tr.symbol_facts()
-    for sym, f in facts.items():
+    n_dims = sum(len(d) for d in ds if d)
+    assert n_dims == len(tr.symbols), (ds, tr.symbols)
+    assert len(ep.range_constraints) >= n_dims, "export specialised a dimension"
+    # torch.export cannot take sizes 0 and 1: where the domain has them, a note says so
+    for sym, f in tr.symbol_facts().items():
         if f["min"] is not None and f["min"] < 2:
-            assert any(n.startswith(f"{sym}:") and "specialises 0 and 1" in n for n in notes), \
-                (sym, notes)
+            assert any(n.startswith(f"{sym}:") for n in notes), (sym, notes)
 
 
-@pytest.mark.parametrize("name", ["unet_transpose", "wav2vec2_features"])
-def test_export_dynamic_shapes_accepted(name):
-    check_export(name)
+def test_export_dynamic_shapes_accepted():
+    check_export("wav2vec2_features")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [m for m in MODELS if m not in ("unet_transpose",
-                                                                 "wav2vec2_features")])
+@pytest.mark.parametrize("name", [m for m in MODELS if m != "wav2vec2_features"])
 def test_export_dynamic_shapes_accepted_slow(name):
     check_export(name)
 
