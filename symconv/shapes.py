@@ -106,12 +106,16 @@ def check_shape_forward(input: TensorSpec, weight_sizes: Sequence[Any], bias: Te
         check(D.gt(groups, 0),
               lambda: f"expected groups to be greater than 0, but got groups={fmt_int(groups)}",
               name="groups_nonpos", error=ConvShapeError)
-    if version >= since("padding_bound_check"):
-        for i, p in enumerate(padding):
-            check(D.le(p, PADDING_MAX),
-                  lambda i=i, p=p: f"Given padding={fmt_int(p)} at dimension {i} , expected "
-                                   f"padding to be at most {PADDING_MAX}",
-                  name="padding_too_big", error=ConvShapeError)
+
+    def padding_bound():
+        # torch checks it inside the non-transposed per-dim loop (after the channel and bias
+        # checks) and first in the transposed branch (found by symconv diff, measured on 2.13)
+        if version >= since("padding_bound_check"):
+            for i, p in enumerate(padding):
+                check(D.le(p, PADDING_MAX),
+                      lambda i=i, p=p: f"Given padding={fmt_int(p)} at dimension {i} , "
+                                       f"expected padding to be at most {PADDING_MAX}",
+                      name="padding_too_big", error=ConvShapeError)
 
     check(weight_dim == k,
           lambda: f"Expected {weight_dim}-dimensional input for {weight_dim}-dimensional weight "
@@ -143,6 +147,7 @@ def check_shape_forward(input: TensorSpec, weight_sizes: Sequence[Any], bias: Te
                               f"1-dimensional with {fmt_int(ws[0])} elements, but got bias of "
                               f"size {bias_sizes()} instead", name="bias_shape",
                   error=ConvShapeError)
+        padding_bound()
         input_shape = [w64(input.size(i) + 2 * padding[i - 2]) for i in range(2, k)]
         kernel_shape = [w64(dilation[i - 2] * (ws[i] - 1) + 1) for i in range(2, k)]
         fits = D.all_(D.ge(a, b) for a, b in zip(input_shape, kernel_shape))
@@ -153,6 +158,7 @@ def check_shape_forward(input: TensorSpec, weight_sizes: Sequence[Any], bias: Te
                       + "). Kernel size can't be greater than actual input size",
               name="kernel_size", error=ConvShapeError)
     else:
+        padding_bound()
         check(D.eq(input.size(1), ws[0]),
               lambda: f"Given transposed={fmt_bool(transposed)}, weight of size {fmt_sizes(ws)}, "
                       f"expected input{fmt_sizes(in_sizes)} to have {fmt_int(ws[0])} channels, "

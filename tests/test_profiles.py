@@ -111,3 +111,28 @@ def test_newest_main_has_no_nnpack():
     assert got == symconv.select_conv_backend(*args, env=env13) == ConvBackend.NnpackSpatial
     main = env13.replace(torch_version=NEWEST.torch_version)
     assert symconv.select_conv_backend(*args, env=main) == ConvBackend.Slow2d
+
+
+@pytest.mark.parametrize("inp,wgt,transposed", [
+    ((1, 1, 1), (0, 1, 1), False),   # weight smaller than groups
+    ((1, 2, 1), (1, 1, 1), False),   # input channels
+    ((1, 1, 1), (1, 1, 1), False),   # valid otherwise
+    ((1, 1, 4), (1, 1, 9), False),   # kernel larger than the padded input
+    ((1, 2, 1), (1, 1, 1), True),    # transposed: the bound comes before the channels
+    ((1, 1, 1), (0, 1, 1), True),
+])
+def test_padding_bound_is_checked_where_torch_checks_it(inp, wgt, transposed):
+    """The padding bound of torch >= 2.10 sits after the channel/bias checks in the
+    non-transposed branch and first in the transposed one (found by `symconv diff` seed vs
+    2.13: its witness disagreed with torch)."""
+    pad = 2**62
+    try:
+        torch._C._select_conv_backend(torch.empty(inp), torch.empty(wgt), None, [1], [pad], [1],
+                                      transposed, [0], 1)
+        want = None
+    except RuntimeError as e:
+        want = str(e).splitlines()[0]
+    with pytest.raises(ConvShapeError) as m:
+        symconv.select_conv_backend(TensorSpec(inp), TensorSpec(wgt), None, [1], [pad], [1],
+                                    transposed, [0], 1, env=environment_for("2.13"))
+    assert str(m.value).splitlines()[0] == want

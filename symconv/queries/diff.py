@@ -142,6 +142,9 @@ def torch_outcome(flags: dict, dims: int, transposed: bool, values: dict, facts:
                               "requires_grad": facts["requires_grad"]})
             w = build_tensor({"shape": list(wgt.shape), "dtype": facts["dtype"],
                               "device": facts["device"], "memory_format": facts["weight_mf"]})
+        except Exception as e:  # noqa: BLE001 - e.g. a storage beyond int64 bytes
+            return "unbuildable", (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        try:
             raw = torch._C._select_conv_backend(x, w, None, *args)
         except Exception as e:  # noqa: BLE001 - torch's answer
             return "error", (str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -816,11 +819,16 @@ def _expand(plan: _Plan, sa: Space, sb: Space, st, stb, leaf_a, leaf_b, joint: d
         yield from _expand(plan, sa, sb, st, stb, leaf_a, leaf_b, child, valid_a, valid_b)
 
 
-def _agrees(text: str, label: tuple, st: Structure) -> bool:
+def _check_names(plan: _Plan, st: Structure) -> set:
+    """The names of both sides' shape checks (the checks lists are cached by structure key
+    while diffing, each side's from its own structure)."""
+    return {n for n, _ in plan.A.checks(st)} | {n for n, _ in plan.B.checks(st)}
+
+
+def _agrees(text: str, label: tuple, names: set) -> bool:
     """Whether a concrete answer is what a region says for that side."""
     if text == "passes the shape checks":
-        return not (label[0] == "crash" or (label[0] == "error" and
-                                            label[1] in {c.name for c in st.checks}))
+        return not (label[0] == "crash" or (label[0] == "error" and label[1] in names))
     return outcome_text(label) == text
 
 
@@ -947,10 +955,24 @@ def _describe(plan: _Plan, r: DiffRegion, sa: Space, deadline: float) -> None:
 def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solver,
              validate: bool) -> None:
     st = r.structure
+    values = None
     s.push()
     try:
         s.add(part.formula)
-        values = solve.minimise(s, st.symbols)
+        # prefer calls whose tensors torch can build (the replay limit), if Z3 finds one soon
+        s.push()
+        s.add(D.to_z3(D.prod(st.input_shape)) <= MAX_REPLAY,
+              D.to_z3(D.prod(st.weight_shape)) <= MAX_REPLAY)
+        s.set("rlimit", solve.STEP_RLIMIT)
+        try:
+            small = s.check()
+        finally:
+            s.set("rlimit", 0)
+        if small == z3.sat:
+            values = solve.minimise(s, st.symbols)
+        s.pop()
+        if values is None:
+            values = solve.minimise(s, st.symbols)
     finally:
         s.pop()
     if values is None:  # pragma: no cover - the pair was just found satisfiable
@@ -966,14 +988,15 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solv
                                    facts)
     ob, shb, mb = concrete_outcome(_side_env(plan.B.env, fb), st.dims, st.transposed, values,
                                    facts)
-    differs = (oa != ob or sha != shb) and _agrees(r.a, oa, st) and _agrees(r.b, ob, st)
+    names = _check_names(plan, st)
+    differs = (oa != ob or sha != shb) and _agrees(r.a, oa, names) and _agrees(r.b, ob, names)
     ta = outcome_text(oa) + (f" {list(sha)}" if sha else "")
     tb = outcome_text(ob) + (f" {list(shb)}" if shb else "")
     checks = []
     if validate:
         for side, env, flags, lbl, msg in (("A", plan.A.env, fa, oa, ma),
                                            ("B", plan.B.env, fb, ob, mb)):
-            checks.append(_torch_check(side, env, flags, st, values, facts, lbl, msg))
+            checks.append(_torch_check(side, env, flags, st, values, facts, lbl, msg, names))
     r.witness = DiffWitness(st.dims, st.transposed, values, facts, fa, fb, ta, tb, differs,
                             checks)
 
@@ -982,7 +1005,7 @@ MAX_REPLAY = 2**26
 
 
 def _torch_check(side: str, env: Environment, flags: dict, st: Structure, values: dict,
-                 facts: dict, label: tuple, message: str) -> SideCheck:
+                 facts: dict, label: tuple, message: str, names: set) -> SideCheck:
     want = _side_env(env, flags)
     with torch_flags(flags):
         here = Environment.from_torch()
@@ -991,9 +1014,15 @@ def _torch_check(side: str, env: Environment, flags: dict, st: Structure, values
     if label[0] == "crash":  # pragma: no cover - no installed torch has the seed's division
         return SideCheck(side, "not-validated", "would crash the process")
     inp, wgt, _ = _call(st.dims, st.transposed, values, facts)
+    asked = facts
     if max(_numel(inp.shape), _numel(wgt.shape)) > MAX_REPLAY:
-        return SideCheck(side, "not-validated", "too many elements to build here")
-    kind, text = torch_outcome(flags, st.dims, st.transposed, values, facts)
+        if not (label[0] == "error" and label[1] in names):
+            return SideCheck(side, "not-validated", "too many elements to build here")
+        # the shape checks read sizes only (before any device logic): ask on meta tensors
+        asked = dict(facts, device="meta", layout="strided")
+    kind, text = torch_outcome(flags, st.dims, st.transposed, values, asked)
+    if kind == "unbuildable":
+        return SideCheck(side, "not-validated", f"torch cannot build these tensors: {text}")
     mine = outcome_text(label)
     if label[0] == "error":
         ok = kind == "error" and (not message or text == message)
@@ -1180,6 +1209,7 @@ def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
     done = 0
     seeds = [r for r in res.regions if r.witness is not None]
     by_key = {st.key: st for st in structures}
+    draws: dict = {}
     while done < n:
         near = seeds and rng.random() < near_witness
         if near:
@@ -1227,21 +1257,28 @@ def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
         ob, shb, _ = concrete_outcome(_side_env(plan.B.env, fb), st.dims, st.transposed,
                                       values, facts)
         differ = oa != ob or sha != shb
-        env = {k: np.array([v], dtype=object) for k, v in values.items()}
-        inside = None
-        for r, part in by_struct.get(st.key, []):
-            if any(assign.get(k) != v for k, v in part.assign.items()):
-                continue
-            if bool(np.asarray(np_eval(part.formula, env)).reshape(-1)[0]):
-                inside = r
-                break
         call = {"dims": st.dims, "transposed": st.transposed, "facts": facts, "flags": fl,
                 "values": values, "a": outcome_text(oa), "b": outcome_text(ob)}
-        if differ:
-            differing += 1
-            if inside is None:
+        draws.setdefault(st.key, []).append((assign, values, differ, call))
+        differing += int(differ)
+    # every region part evaluated once over all the draws of its structure
+    for key, items in draws.items():
+        names = list(items[0][1])
+        env = {k: np.array([it[1][k] for it in items], dtype=object) for k in names}
+        inside = np.full(len(items), -1)
+        for idx, (r, part) in enumerate(by_struct.get(key, [])):
+            facts_ok = np.array([all(it[0].get(k) == v for k, v in part.assign.items())
+                                 for it in items])
+            if not facts_ok.any():
+                continue
+            hold = np.broadcast_to(np.asarray(np_eval(part.formula, env), dtype=bool),
+                                   (len(items),))
+            inside = np.where((inside < 0) & facts_ok & hold, idx, inside)
+        regs = by_struct.get(key, [])
+        for j, (assign, values, differ, call) in enumerate(items):
+            if differ and inside[j] < 0:
                 uncovered.append(call)
-        elif inside is not None:
-            call["region"] = inside.text()
-            false_regions.append(call)
+            elif not differ and inside[j] >= 0:
+                call["region"] = regs[inside[j]][0].text()
+                false_regions.append(call)
     return SampledCheck(n, differing, uncovered, false_regions)

@@ -1,0 +1,200 @@
+"""symconv diff: every reported region has a witness on which the two sides really differ
+(symconv's concrete path on both sides, and torch where this process is one of them), random
+calls find no difference outside the reported regions, and "no difference" is a proof.
+
+The default tests use narrowed slices (dims, where) of the pairs of docs/diff.md and small
+derandomized samples; the slow test runs every pair whole with 10,000 sampled calls each."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import z3
+
+import symconv
+from symconv import Environment, preset
+from symconv.cli import main
+from symconv.queries.diff import diff, np_eval, resolve_sides, sampled_check
+from symconv.queries.where import WhereError
+
+NATIVE = Environment.from_torch()
+CPU_IS_HERE = NATIVE.replace(num_threads=1) == preset("cpu")
+
+# the pairs of the issue (docs/diff.md), as (from, to)
+PAIRS = {
+    "threads": ("cpu", "cpu-mt"),
+    "mkldnn": ("cpu", preset("cpu").replace(mkldnn_enabled=False)),
+    "avx512bf16": ("cpu", "cpu-avx512bf16"),
+    "seed_vs_2.13": ("seed", "cpu"),
+    "2.13_vs_main": ("2.13", "main"),
+    "h100_vs_cudnn8": ("cuda-h100", "cuda-cudnn8"),
+}
+
+
+def _assert_witnesses(res, *, torch_side: str | None):
+    assert res.regions
+    for r in res.regions:
+        assert r.witness is not None, r.text()
+        assert r.witness.differs, (r.a, r.b, r.witness.outcome_a, r.witness.outcome_b)
+        statuses = {c.side: c.status for c in r.witness.checks}
+        assert "mismatch" not in statuses.values(), [c.message for c in r.witness.checks]
+        if torch_side is not None and CPU_IS_HERE:
+            assert statuses[torch_side] == "validated", (r.text(), r.witness.checks)
+
+
+def _assert_sampled(res, n, seed=0):
+    c = sampled_check(res, n=n, seed=seed)
+    assert not c.uncovered, c.uncovered[:3]
+    assert not c.false_regions, c.false_regions[:3]
+    return c
+
+
+# --------------------------------------------------------------------------------------
+# narrowed pairs (default run)
+
+
+def test_threads_slice():
+    res = diff("cpu", "cpu-mt", dims=2,
+               where="not transposed, dtype == float32, device == cpu, layout == strided, "
+                     "input_mf == contiguous, weight_mf == contiguous")
+    assert res.verdict == "different"
+    assert {(r.a, r.b) for r in res.regions} == {("Slow2d (contiguous)", "Mkldnn (contiguous)")}
+    _assert_witnesses(res, torch_side="A")
+    for r in res.regions:
+        # one thread keeps small 1x1 convolutions off oneDNN
+        assert r.witness.values["kH"] == r.witness.values["kW"] == 1
+    c = _assert_sampled(res, 300)
+    assert c.differing > 0
+
+
+def test_mkldnn_off_slice():
+    res = diff("cpu", preset("cpu").replace(mkldnn_enabled=False), dims=2,
+               where="transposed, dtype == float32, device == cpu, layout == strided")
+    assert res.verdict == "different"
+    assert all(r.a.startswith("MkldnnTranspose") and r.b.startswith("SlowTranspose2d")
+               for r in res.regions), [(r.a, r.b) for r in res.regions]
+    _assert_witnesses(res, torch_side="A")
+    _assert_sampled(res, 300)
+
+
+def test_avx512_differs_only_in_low_precision_and_float32_is_a_proof():
+    res = diff("cpu", "cpu-avx512bf16", dims=2, where="dtype == float32, not transposed")
+    assert res.verdict == "no difference"
+    assert not res.regions and res.proof and "no difference (proof)" in res.text()
+    _assert_sampled(res, 200)
+    low = diff("cpu", "cpu-avx512bf16", dims=2,
+               where="dtype == bfloat16, not transposed, device == cpu, layout == strided, "
+                     "input_mf == contiguous, weight_mf == contiguous")
+    assert low.verdict == "different"
+    assert {r.b for r in low.regions} == {"Mkldnn (contiguous)"}
+    _assert_witnesses(low, torch_side="A")
+
+
+def test_seed_vs_2_13_in_1d():
+    res = diff("2.4", "2.13", dims=1, where="not transposed")
+    crash = [r for r in res.regions if r.a.startswith("crash")]
+    assert len(crash) == 1 and crash[0].b == "error: groups_nonpos"
+    assert crash[0].witness.values["G"] == 0
+    assert any(r.b == "error: padding_too_big" for r in res.regions)
+    _assert_witnesses(res, torch_side="B")
+    _assert_sampled(res, 300)
+
+
+def test_2_13_vs_main_nnpack_removed():
+    res = diff("2.13", "main", dims=2,
+               where="not transposed, device == cpu, dtype == float32, layout == strided, "
+                     "not mkldnn_enabled, input_mf == contiguous, weight_mf == contiguous")
+    assert {(r.a, r.b) for r in res.regions} == {("NnpackSpatial (contiguous)",
+                                                  "Slow2d (contiguous)")}
+    _assert_witnesses(res, torch_side="A")
+    w = res.regions[0].witness
+    assert w.values["N"] >= 16 and w.flags_a["nnpack_enabled"]
+    _assert_sampled(res, 200)
+
+
+def test_same_environment_is_proved_identical():
+    res = diff("cpu", "cpu", dims=1, where="not transposed, dtype == float16")
+    assert res.verdict == "no difference" and not res.regions
+    assert res.proof
+
+
+# --------------------------------------------------------------------------------------
+# pieces
+
+
+def test_sides_by_version_take_the_other_sides_build():
+    a, la, b, lb = resolve_sides("cuda-h100", "2.13")
+    assert b == preset("cuda-h100").replace(torch_version="2.13.0") and lb == "2.13"
+    a, la, b, lb = resolve_sides("2.4", "main")
+    assert a == preset("cpu").replace(torch_version="2.4.0")
+    assert b.torch_version == "2.15.0a0"
+    with pytest.raises(ValueError):
+        resolve_sides("cpu", "no-such-thing")
+
+
+def test_np_eval_has_z3_semantics():
+    x, y = z3.Ints("x y")
+    exprs = [x / y, x % y, z3.If(x > y, x - y, -x * y), x / 3 + x % 3 == x - 2 * (x / 3)]
+    rng = random.Random(0)
+    for _ in range(200):
+        xv, yv = rng.randint(-50, 50), rng.choice([v for v in range(-7, 8) if v])
+        for e in exprs:
+            want = z3.simplify(z3.substitute(e, (x, z3.IntVal(xv)), (y, z3.IntVal(yv))))
+            got = np_eval(e, {"x": xv, "y": yv})
+            want = want.as_long() if z3.is_int_value(want) else z3.is_true(want)
+            assert got == want, (e, xv, yv)
+
+
+def test_where_and_dims_errors():
+    with pytest.raises(WhereError):
+        diff("cpu", "cpu-mt", where="num_threads == 1")  # excludes the to side's value
+    with pytest.raises(ValueError):
+        diff("cpu", "cpu-mt", dims=4)
+
+
+def test_exported():
+    assert symconv.diff is diff
+
+
+def test_cli_diff(capsys):
+    rc = main(["diff", "--from", "2.13", "--to", "main", "--dims", "2", "--where",
+               "not transposed, device == cpu, dtype == float32, layout == strided, "
+               "not mkldnn_enabled, input_mf == contiguous, weight_mf == contiguous",
+               "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["verdict"] == "different" and out["from"] == "2.13" and out["to"] == "main"
+    assert out["regions"][0]["a"] == "NnpackSpatial (contiguous)"
+    assert out["regions"][0]["witness"]["differs"] is True
+
+
+@pytest.mark.parametrize("argv,arg", [
+    (["diff", "--from", "nope", "--to", "cpu"], "--from"),
+    (["diff", "--from", "cpu"], "--to"),
+    (["diff", "--from", "cpu", "--to", "cpu-mt", "--where", "dtype == int8"], "--where"),
+    (["diff", "--from", "cpu", "--to", "cpu-mt", "--set-to", "nope=1"], "--set"),
+    (["diff", "--from", "cpu", "--to", "cpu-mt", "--dims", "5"], "--dims"),
+])
+def test_cli_errors_are_one_line(capsys, argv, arg):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("symconv diff: error: argument " + arg), err
+
+
+# --------------------------------------------------------------------------------------
+# every pair, whole, 10,000 sampled calls each (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_pair_whole_with_10000_samples(name):
+    a, b = PAIRS[name]
+    res = diff(a, b)
+    assert res.verdict in ("different", "no difference"), res.unknown
+    torch_side = {"threads": "A", "mkldnn": "A", "avx512bf16": "A", "seed_vs_2.13": "B",
+                  "2.13_vs_main": "A"}.get(name)
+    if res.regions:
+        _assert_witnesses(res, torch_side=torch_side)
+    _assert_sampled(res, 10_000, seed=1)
