@@ -39,7 +39,9 @@ def _param_list(x: Any, name: str) -> list:
             raise TypeError(f"{name}[{i}] must be an int, got bool")
         if isinstance(v, str):
             v = D.sym(v)
-        elif not isinstance(v, int) and not D.is_symbolic(v):
+        elif D.is_symbolic(v):
+            v = _symbolic_int(v, f"{name}[{i}]")
+        elif not isinstance(v, int):
             if hasattr(v, "__index__"):
                 v = int(v.__index__())
             else:
@@ -48,12 +50,31 @@ def _param_list(x: Any, name: str) -> list:
     return out
 
 
+def _symbolic_int(v: Any, name: str) -> Any:
+    """A SymPy or Z3 value as a parameter: integers only (a Z3 Bool or Real, a SymPy float or
+    fraction would reach the solver as a sort error)."""
+    import sympy
+    import z3
+    if isinstance(v, z3.ExprRef):
+        if not (isinstance(v, z3.ArithRef) and v.is_int()):
+            raise TypeError(f"{name} must be an int, got a Z3 term of sort {v.sort()}")
+        return v.as_long() if z3.is_int_value(v) else v
+    if isinstance(v, sympy.Basic):
+        if v.is_Integer:
+            return int(v)
+        if v.is_number or v.is_integer is False or isinstance(v, sympy.logic.boolalg.Boolean):
+            raise TypeError(f"{name} must be an int, got {v!r}")
+    return v
+
+
 def _groups(g: Any) -> Any:
     if isinstance(g, bool):
         raise TypeError("groups must be an int, got bool")
     if isinstance(g, str):
         return D.sym(g)
-    if isinstance(g, int) or D.is_symbolic(g):
+    if D.is_symbolic(g):
+        return _symbolic_int(g, "groups")
+    if isinstance(g, int):
         return g
     if hasattr(g, "__index__"):
         return int(g.__index__())
@@ -420,11 +441,26 @@ def _symbolic_selection(p: Prepared) -> SymbolicSelection:
 
 def determine_backend_memory_format_api(input, weight, backend: ConvBackend, *,
                                         env: Environment | None = None):
-    """``torch._C._conv_determine_backend_memory_format(input, weight, backend)``."""
+    """``torch._C._conv_determine_backend_memory_format(input, weight, backend)``.
+
+    ``backend`` is a :class:`ConvBackend` (its int value or name are accepted too)."""
     env = Environment.from_torch() if env is None else env
+    if not isinstance(env, Environment):
+        raise TypeError(f"env must be a symconv.Environment, got {type(env).__name__}")
     inp = as_spec(input, "input")
     wgt = as_spec(weight, "weight")
-    code = determine_backend_memory_format(inp, wgt, ConvBackend(int(backend)), env)
+    if inp is None or wgt is None:
+        raise TypeError("input and weight must be tensors or TensorSpecs, not None")
+    if isinstance(backend, str):
+        backend = ConvBackend.parse(backend)
+    elif isinstance(backend, bool) or not isinstance(backend, int):
+        raise TypeError(f"backend must be a symconv.ConvBackend, got {type(backend).__name__}")
+    else:
+        try:
+            backend = ConvBackend(int(backend))
+        except ValueError:
+            raise ValueError(f"backend {int(backend)} is not a ConvBackend value") from None
+    code = determine_backend_memory_format(inp, wgt, backend, env)
     if isinstance(code, int):
         return memory_format_from_code(code)
     return code

@@ -533,6 +533,17 @@ def _forward_plan(input, weight, bias, stride, padding, dilation, transposed, ou
     return p
 
 
+def _check_tensor_args(fn: str, **tensors) -> None:
+    """The tensors a lowered call runs on: torch's Python argument parser's message for
+    anything else (``None`` is accepted only for ``bias``)."""
+    for pos, (name, t) in enumerate(tensors.items(), 1):
+        if t is None and name == "bias":
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{fn}(): argument '{name}' (position {pos}) must be Tensor, not "
+                            f"{type(t).__name__}")
+
+
 def _groups(g):
     if isinstance(g, bool):
         raise TypeError("groups must be an int, got bool")
@@ -817,6 +828,9 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     these arguments. ``env`` defaults to the running process's environment; pass another only
     to run a backend as symconv decides it for that environment.
     """
+    if type(input) is not torch.Tensor or type(weight) is not torch.Tensor or (
+            bias is not None and type(bias) is not torch.Tensor):
+        _check_tensor_args("convolution", input=input, weight=weight, bias=bias)
     # The warm path: everything symconv decides is a function of the tensors' sizes, strides,
     # dtypes, devices, the parameters, the flags torch reads and whether a gradient is needed;
     # a call seen before is answered from the plan cache (errors are never cached). The key
@@ -1439,6 +1453,8 @@ def convolution_backward(grad_output, input, weight, bias_sizes, stride, padding
                          env: Environment | None = None):
     """``aten::convolution_backward`` with symconv's checks, selection and lowering: returns
     ``(grad_input, grad_weight, grad_bias)``, ``None`` where ``output_mask`` is false."""
+    _check_tensor_args("convolution_backward", grad_output=grad_output, input=input,
+                       weight=weight)
     mask = tuple(bool(m) for m in output_mask)
     if len(mask) != 3:
         raise ValueError("output_mask must have 3 entries")

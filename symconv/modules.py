@@ -24,7 +24,7 @@ import torch
 from . import domain as D
 from . import functional as F
 from .env import Environment
-from .errors import Checker, ConvValueError, StopSymbolic, fmt_int, fmt_sizes
+from .errors import Checker, ConvError, ConvValueError, StopSymbolic, fmt_int, fmt_sizes
 from .spec import TensorSpec, _parse_dtype, as_spec
 
 __all__ = ["ModuleSpec", "check_module_args", "module_output", "MODULE_CLASSES"]
@@ -179,7 +179,10 @@ def _construct(cls: Any, args: Any, kwargs: Any, check: Checker) -> ModuleSpec:
     if isinstance(dtype, str):
         dtype = _parse_dtype(dtype)
     device = a["device"] if a["device"] is not None else "cpu"
-    device = torch.device(device).type if not isinstance(device, str) else device.split(":")[0]
+    try:  # torch's parsing of the device (no device is touched: cuda works on any build)
+        device = torch.device(device).type
+    except RuntimeError as e:  # 'bogus', or an index with no accelerator: torch's error
+        raise ConvError(str(e).splitlines()[0]) from None
     padding_mode = a["padding_mode"]
     in_channels = 0 if lazy else _value(a["in_channels"], "in_channels")
     out_channels_arg = _value(a["out_channels"], "out_channels")
@@ -323,6 +326,9 @@ def _output_padding(run: Any, spec: ModuleSpec, x: TensorSpec, output_size: Any)
     has_batch_dim = x.ndim == n + 2
     num_non_spatial = 2 if has_batch_dim else 1
     like = output_size
+    if not isinstance(output_size, (list, tuple, torch.Size)):
+        # what torch's len(output_size) raises
+        raise TypeError(f"object of type '{type(output_size).__name__}' has no len()")
     sizes = [_value(v, "output_size") for v in output_size]
     if len(sizes) == num_non_spatial + n:
         sizes = sizes[num_non_spatial:]

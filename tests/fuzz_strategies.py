@@ -121,7 +121,7 @@ _POOLS: dict = {}
 def pool(values: list[str], rich: bool = False, max_size: int = 20) -> st.SearchStrategy[str]:
     """One draw from ``values``; with ``rich`` (slow suite) also free text and integers.
     (Built once per pool: building a strategy costs more than drawing from it.)"""
-    key = (id(values), len(values), rich, max_size)
+    key = (tuple(values), rich, max_size)
     if key not in _POOLS:
         base = st.sampled_from(values)
         _POOLS[key] = base if not rich else st.one_of(base, base, _text(max_size),
@@ -152,7 +152,6 @@ class SeedChooser:
 
 class DrawChooser:
     _ints: dict = {}
-    _lists: dict = {}
 
     def __init__(self, draw, rich: bool = True) -> None:
         self.draw, self.rich = draw, rich
@@ -160,10 +159,7 @@ class DrawChooser:
     def pick(self, values):
         if values and all(isinstance(v, str) for v in values):
             return self.draw(pool(values, self.rich))
-        key = (id(values), len(values))
-        if key not in self._lists:
-            self._lists[key] = st.sampled_from(values)
-        return self.draw(self._lists[key])
+        return self.draw(st.sampled_from(values))
 
     def num(self, lo: int, hi: int) -> int:
         if (lo, hi) not in self._ints:

@@ -308,12 +308,23 @@ def explain(input, weight, bias, stride, padding, dilation, transposed, output_p
     env_obj, label = resolve_env(env)
     inp = as_spec(input, "input")
     w = as_spec(weight, "weight")
+    if inp is None or w is None:
+        raise TypeError("input and weight must be tensors or TensorSpecs, not None")
     b = as_spec(bias, "bias")
+    if want is not None:
+        resolve_backend(want)  # a bad name is refused before any work
     q = Query(env_obj, None, None)
     stride_l = list(stride) if isinstance(stride, (list, tuple)) else [stride]
     padding_l = list(padding) if isinstance(padding, (list, tuple)) else [padding]
     dilation_l = list(dilation) if isinstance(dilation, (list, tuple)) else [dilation]
     op_l = list(output_padding) if isinstance(output_padding, (list, tuple)) else [output_padding]
+    # the argument types first, as select_conv_backend checks them (the call's text and the
+    # solver would otherwise meet a float, a None or a Z3 Bool)
+    from ..api import _groups, _param_list
+    for vals, name in ((stride_l, "stride"), (padding_l, "padding"), (dilation_l, "dilation"),
+                       (op_l, "output_padding")):
+        _param_list(vals, name)
+    _groups(groups)
     call_text = _call_text(inp, w, b, stride_l, padding_l, dilation_l, transposed, op_l, groups)
     ex = Explanation(env_obj, label, call_text, None, None, None, [])
     try:

@@ -65,7 +65,12 @@ def _dims_list(dims) -> tuple | None:
         return None
     if isinstance(dims, int) and not isinstance(dims, bool):
         dims = (dims,)
-    out = tuple(int(d) for d in dims)
+    if not isinstance(dims, (tuple, list, range)) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        raise TypeError(f"dims must be 1, 2, 3 or a sequence of them, got {dims!r:.80}")
+    out = tuple(dims)
+    if not out:
+        raise ValueError("dims must name at least one of 1, 2, 3")
     for d in out:
         if d not in (1, 2, 3):
             raise ValueError(f"dims must be 1, 2 or 3, got {d}")

@@ -127,7 +127,12 @@ def parse_where(where: str | Sequence[str] | None) -> Where:
     """Parse constraints; raises :class:`WhereError` naming the bad item."""
     if where is None:
         return Where("", {}, [], [])
-    texts = [where] if isinstance(where, str) else list(where)
+    if isinstance(where, str):
+        texts = [where]
+    elif isinstance(where, (list, tuple)) and all(isinstance(t, str) for t in where):
+        texts = list(where)
+    else:
+        raise TypeError(f"where must be a string or a list of strings, got {where!r:.80}")
     items: list = []
     for t in texts:
         items.extend(_split(str(t)))
