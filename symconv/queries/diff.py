@@ -603,6 +603,16 @@ class _Plan:
     flags_b: dict
     where: Where
     dims: tuple
+    bounded_padding: bool = False
+
+    def domain(self, st: Structure):
+        """The calls compared. When one side has the padding bound and the other has not,
+        paddings stay at or below it: above, the older side's int64 arithmetic
+        (``input + 2 * padding``) wraps around, which symbolic integers do not model."""
+        if not self.bounded_padding:
+            return z3.BoolVal(True)
+        from ..shapes import PADDING_MAX
+        return z3.And(*[p <= PADDING_MAX for p in st.padding])
 
 
 def _plan(ea: Environment, eb: Environment, dims, where: Where) -> tuple[_Plan, list]:
@@ -668,8 +678,13 @@ def _plan(ea: Environment, eb: Environment, dims, where: Where) -> tuple[_Plan, 
         notes.append("runtime flags that differ are each side's own: " + ", ".join(
             f"{f} {flags_a[f]!r} -> {flags_b[f]!r}" for f in differing)
             + "; the other flags vary together")
+    bounded = profile(ea.version).padding_bound_check != profile(eb.version).padding_bound_check
+    if bounded:
+        notes.append("paddings above 4611686018427387903 are left out: there the newer side "
+                     "raises 'expected padding to be at most 4611686018427387903' and the older "
+                     "side's int64 arithmetic wraps around (not modelled symbolically)")
     plan = _Plan(_SideCtx(ea, ra, dl), _SideCtx(eb, rb, dl), shared, flags_a, flags_b, where,
-                 dl)
+                 dl, bounded)
     return plan, notes
 
 
@@ -730,7 +745,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
         s.add(*[st.symbols[n] >= 0 for n in st.sizes])
         # torch's sizes and parameters are int64
         s.add(*[z3.And(x >= -D.INT64_MAX - 1, x <= D.INT64_MAX) for x in st.symbols.values()])
-        s.add(w.formula(st))
+        s.add(w.formula(st), plan.domain(st))
         solvers[st.key] = s
         if w.items and solve.verdict(s)[0] == "unsat":
             continue
@@ -926,7 +941,7 @@ def _check(s: z3.Solver, st: Structure, g) -> tuple[str, str]:
 def _describe(plan: _Plan, r: DiffRegion, sa: Space, deadline: float) -> None:
     st = r.structure
     prefix = []
-    ctx = [st.symbols[n] >= 0 for n in st.sizes] + [plan.where.formula(st)]
+    ctx = [st.symbols[n] >= 0 for n in st.sizes] + [plan.where.formula(st), plan.domain(st)]
     f = r.formula
     if r.kind != "error":
         # both sides answer with a backend: the call passes both sides' shape checks; say so
@@ -1241,10 +1256,10 @@ def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
         ev = _Evaluator(sa.full(st.dims, assign), plan.A.env)
         if not _valid_combo(ev):
             continue
-        if plan.where.items:
-            env = {k: np.array([v], dtype=object) for k, v in values.items()}
-            if not bool(np.asarray(np_eval(plan.where.formula(st), env)).reshape(-1)[0]):
-                continue
+        env = {k: np.array([v], dtype=object) for k, v in values.items()}
+        if not bool(np.asarray(np_eval(z3.And(plan.where.formula(st), plan.domain(st)),
+                                       env)).reshape(-1)[0]):
+            continue
         done += 1
         facts = _full_facts(sa, st.dims, assign)
         fl = _flags(sa, st.dims, assign)
