@@ -70,6 +70,8 @@ class PathResult:
     output: Any = None  # the forward's result with STensor leaves replaced by SymSize
     error: BaseException | None = None
     error_layer: str | None = None
+    error_op: str | None = None
+    notes: set = dataclasses.field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -101,9 +103,12 @@ class PathRun:
         self.pending_index: list = []
         self.env = env
         self.current_op = ""
+        self.error_op: str | None = None
         self.solver_calls = 0
         self._check_keys: set = set()
         self._pool = None
+        self.memo: dict = {}
+        self.notes: set = set()
 
     # --- where we are -----------------------------------------------------------------
     def layer_name(self) -> str:
@@ -271,6 +276,10 @@ def dispatch(func, args, kwargs):
     run.current_op = name
     try:
         return rule(run, *args, **kwargs)
+    except Exception:
+        if run.error_op is None:
+            run.error_op = name
+        raise
     finally:
         run.current_op = prev
 
@@ -373,7 +382,7 @@ def run_once(model, specs, symbols, facts, forced, env, patches) -> tuple[PathRu
     run = PathRun(facts, forced, env)
     prev = STATE.run
     STATE.run = run
-    result = PathResult(run.decisions, run.pc, run.checks, run.layers)
+    result = PathResult(run.decisions, run.pc, run.checks, run.layers, notes=run.notes)
     try:
         inputs = make_inputs(specs, symbols)
         with _Hooks(model, lambda: run), patches():
@@ -390,6 +399,7 @@ def run_once(model, specs, symbols, facts, forced, env, patches) -> tuple[PathRu
             except Exception as e:  # noqa: BLE001 - torch's error for this path
                 result.error = e
                 result.error_layer = run.layer_name()
+                result.error_op = run.error_op
     finally:
         STATE.run = prev
     return run, result

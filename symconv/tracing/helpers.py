@@ -56,6 +56,10 @@ def _mobilenet_v2_apply_tf_padding(original):
         left, right = tf_same_padding(in_w, kw, sw)
         return F.pad(features, (left * dw, right * dw, top * dh, bottom * dh), "constant", 0.0)
     apply_tf_padding.__wrapped__ = original
+    apply_tf_padding.export_note = (
+        "the model's apply_tf_padding converts sizes with int(): torch.export specialises "
+        "H and W there, so no dynamic_shapes make it export dynamically without the same "
+        "branch-free rewrite symconv.tracing.helpers uses")
     return apply_tf_padding
 
 
@@ -68,6 +72,19 @@ HELPERS = [
 ]
 
 
+def _recording(fn):
+    """Record on the running path that this helper was used (for export notes)."""
+    from .tensor import STATE
+
+    def wrapper(*args, **kwargs):
+        run = STATE.run
+        if run is not None and getattr(fn, "export_note", None):
+            run.notes.add(fn.export_note)
+        return fn(*args, **kwargs)
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
 @contextlib.contextmanager
 def patches():
     """Swap every known helper of an already imported module for its symbolic version."""
@@ -78,7 +95,7 @@ def patches():
             if mod is None or not hasattr(mod, attr):
                 continue
             orig = getattr(mod, attr)
-            setattr(mod, attr, factory(orig))
+            setattr(mod, attr, _recording(factory(orig)))
             done.append((mod, attr, orig))
         yield
     finally:

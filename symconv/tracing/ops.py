@@ -209,7 +209,8 @@ def broadcast_shapes(run, a, b):
     b = (1,) * (n - len(b)) + tuple(b)
     out = []
     for i, (x, y) in enumerate(zip(a, b)):
-        if x is y or (isinstance(x, int) and isinstance(y, int) and x == y):
+        if x is y or (isinstance(x, int) and isinstance(y, int) and x == y) or \
+                (isinstance(x, SymInt) and isinstance(y, SymInt) and x.e.eq(y.e)):
             out.append(x)
             continue
         if isinstance(x, int) and x == 1:
@@ -377,6 +378,8 @@ def _layout(t):
 def _same_size(a, b) -> bool:
     if isinstance(a, int) and isinstance(b, int):
         return a == b
+    if isinstance(a, SymInt) and isinstance(b, SymInt) and a.e.eq(b.e):
+        return True
     return z3.is_true(z3.simplify(zexpr(a) == zexpr(b)))
 
 
@@ -801,10 +804,11 @@ def _batch_norm_core(run, input, running_mean, running_var, weight, bias, traini
         raise UnsupportedOp(f"unsupported batch_norm of a {input.ndim}-D input at layer "
                             f"{run.layer_name()}")
     c = input.shape[1]
-    total = zexpr(numel(input.shape))
+    total = None
     # an empty input skips the kernel's checks: the output is input.clone() * weight[0] + bias[0]
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and numel(shape_of(t)) == 0:
+            total = zexpr(numel(input.shape))
             run.check(total != 0, IndexError,
                       lambda: "select(): index 0 out of range for tensor of size [0] at "
                               "dimension 0")
@@ -813,6 +817,10 @@ def _batch_norm_core(run, input, running_mean, running_var, weight, bias, traini
         if t is None:
             continue
         n = numel(shape_of(t))
+        if isinstance(c, int) and n == c:
+            continue
+        if total is None:
+            total = zexpr(numel(input.shape))
         run.check(z3.Or(total == 0, zexpr(n) == zexpr(c)), RuntimeError,
                   lambda name=name, n=n: f"{name} should contain {c} elements not {n}")
     return new(input, input.shape)
@@ -1247,6 +1255,7 @@ def _conv(run, n, transposed, input, weight, bias=None, stride=1, padding=0, dil
 
 
 _CONV_CACHE: dict = {}
+_CHAN_FAILS: dict = {}
 
 
 class _Recorder:
@@ -1270,30 +1279,108 @@ def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilati
     """Each distinct configuration (weights, parameters, which input sizes are concrete) is
     evaluated once over fresh symbols; a call substitutes its own size terms."""
     sh = list(input.shape)
-    key = (n, transposed, tuple(wsh), None if bias is None else tuple(shape_of(bias)),
-           repr(stride), repr(padding), repr(dilation), groups, repr(output_padding),
-           tuple(v if isinstance(v, int) else None for v in sh), input.dtype, run.env)
+    bsh = None if bias is None else tuple(shape_of(bias))
+    cdim = 1 if len(sh) == n + 2 else 0
+    general = isinstance(sh[cdim], int) and sh[cdim] > 0 and len(wsh) == n + 2 and \
+        (bsh is None or len(bsh) == 1)
+    if general:
+        # channel counts become template symbols too: one entry per kernel geometry
+        chan = [(cdim, "_ci")]
+        wt = (SymInt(z3.Int("_w0")), SymInt(z3.Int("_w1"))) + tuple(wsh[2:])
+        bt = None if bsh is None else (SymInt(z3.Int("_b0")),)
+        ckey = ("general",)
+    else:
+        chan, wt, bt, ckey = [], tuple(wsh), bsh, (tuple(wsh), bsh)
+    key = (n, transposed, tuple(wsh[2:]), bsh is not None, ckey, repr(stride), repr(padding),
+           repr(dilation), groups, repr(output_padding),
+           tuple(v if isinstance(v, int) and i != cdim else None for i, v in enumerate(sh)),
+           len(sh), input.dtype, run.env)
     entry = _CONV_CACHE.get(key)
     if entry is None:
-        fresh = [v if isinstance(v, int) else SymInt(z3.Int(f"_c{i}")) for i, v in enumerate(sh)]
+        fresh = [SymInt(z3.Int(f"_c{i}")) if (not isinstance(v, int) or (general and i == cdim))
+                 else v for i, v in enumerate(sh)]
         rec = _Recorder()
         try:
-            out = _conv_compute(rec, run.env, n, transposed, fresh, wsh, bias, stride, padding,
+            out = _conv_compute(rec, run.env, n, transposed, fresh, wt, bt, stride, padding,
                                 dilation, groups, output_padding)
-            entry = ("ok", [f.e for f in fresh if isinstance(f, SymInt)], rec.checks,
-                     [zexpr(o) for o in out], run.env)
+            syms = [f.e for f in fresh if isinstance(f, SymInt)]
+            if general:
+                syms += [wt[0].e, wt[1].e] + ([bt[0].e] if bt is not None else [])
+            entry = ("ok", syms, rec.checks, [zexpr(o) for o in out], run.env)
         except (RuntimeError, ValueError, IndexError, NotImplementedError) as e:
-            entry = ("raise", e, run.env)
-        _CONV_CACHE[key] = entry
+            if general:  # decided for this geometry only with concrete channels
+                entry = None
+            else:
+                entry = ("raise", e, run.env)
+        if entry is not None:
+            _CONV_CACHE[key] = entry
+    if entry is None:
+        entry = _direct(run, n, transposed, sh, wsh, bias, stride, padding, dilation, groups,
+                        output_padding)
     if entry[0] == "raise":
         e = entry[1]
         raise type(e)(*e.args)
     _, fresh_syms, checks, outs, _ = entry
-    actual = [zexpr(v) for v in sh if not isinstance(v, int)]
+    actual = [zexpr(v) for i, v in enumerate(sh) if not isinstance(v, int) or
+              (general and i == cdim)]
+    if general:
+        actual += [z3.IntVal(wsh[0]), z3.IntVal(wsh[1])] + \
+            ([z3.IntVal(bsh[0])] if bsh is not None else [])
     subst = list(zip(fresh_syms, actual))
+    if general:
+        # a check that fails for these channels: answer with this call's own messages
+        csub = list(zip(fresh_syms[len(fresh_syms) - (3 if bsh is not None else 2):],
+                        actual[len(actual) - (3 if bsh is not None else 2):]))
+        csub.append((fresh_syms[[i for i, v in enumerate(sh) if not isinstance(v, int) or
+                                 i == cdim].index(cdim)], z3.IntVal(sh[cdim])))
+        ck = (key, sh[cdim], tuple(wsh[:2]), bsh)
+        fails = _CHAN_FAILS.get(ck)
+        if fails is None:
+            fails = any(z3.is_false(z3.simplify(z3.substitute(c, *csub))) for c, _, _ in checks)
+            _CHAN_FAILS[ck] = fails
+        if fails:
+            entry = _direct(run, n, transposed, sh, wsh, bias, stride, padding, dilation,
+                            groups, output_padding)
+            if entry[0] == "raise":
+                e = entry[1]
+                raise type(e)(*e.args)
+            _, fresh_syms, checks, outs, _ = entry
+            actual = [zexpr(v) for v in sh if not isinstance(v, int)]
+            subst = list(zip(fresh_syms, actual))
+    akey = tuple(a.get_id() for a in actual)
+    memo = run.memo
     for c, err, msg in checks:
         run.check(z3.substitute(c, *subst) if subst else c, err, msg)
-    return new(input, [wrap(z3.substitute(o, *subst)) if subst else wrap(o) for o in outs])
+    res = []
+    for o in outs:
+        if not subst:
+            res.append(wrap(o))
+            continue
+        k = (o.get_id(), akey)
+        hit = memo.get(k)
+        if hit is None:
+            hit = (wrap(z3.substitute(o, *subst)), o, actual)  # keep the terms alive
+            memo[k] = hit
+        res.append(hit[0])
+    cin = sh[cdim]
+    if isinstance(cin, int) and cin == 0 and len(res) == len(sh):
+        res[1 if cdim == 1 else 0] = 0  # zero input channels give zero output channels
+    return new(input, res)
+
+
+def _direct(run, n, transposed, sh, wsh, bias, stride, padding, dilation, groups,
+            output_padding):
+    """The configuration with its own channel counts (messages with this call's numbers)."""
+    fresh = [SymInt(z3.Int(f"_c{i}")) if not isinstance(v, int) else v for i, v in enumerate(sh)]
+    rec = _Recorder()
+    try:
+        out = _conv_compute(rec, run.env, n, transposed, fresh, tuple(wsh),
+                            None if bias is None else tuple(shape_of(bias)), stride, padding,
+                            dilation, groups, output_padding)
+    except (RuntimeError, ValueError, IndexError, NotImplementedError) as e:
+        return ("raise", e, run.env)
+    return ("ok", [f.e for f in fresh if isinstance(f, SymInt)], rec.checks,
+            [zexpr(o) for o in out], run.env)
 
 
 def _conv_compute(run, env, n, transposed, sh, wsh, bias, stride, padding, dilation, groups,
@@ -1332,8 +1419,8 @@ def _conv_compute(run, env, n, transposed, sh, wsh, bias, stride, padding, dilat
     x_sh = [sh[0], sh[1]] + [sh[2 + i] + pre_pad[i] for i in range(n)]
     zs = [zexpr(v) for v in x_sh]
     x = TensorSpec(tuple(zs))
-    w = TensorSpec(tuple(wsh))
-    b = TensorSpec(tuple(shape_of(bias))) if bias is not None else None
+    w = TensorSpec(tuple(_zv(v) for v in wsh))
+    b = TensorSpec(tuple(_zv(v) for v in bias)) if bias is not None else None
     chk = Checker()
     p_ = api.prepare(x, w, b, s, p, dl, transposed, op, groups, env=env, checker=chk,
                      entry="convolution")
@@ -1350,7 +1437,7 @@ def _conv_compute(run, env, n, transposed, sh, wsh, bias, stride, padding, dilat
                       + fmt_list(shown))
     out = [sh[0]]
     if transposed:
-        out.append(wsh[1] * groups)
+        out.append(wsh[1] * groups)  # a SymInt template or an int
         for i in range(n):
             out.append(wrap((zs[2 + i] - 1) * s[i] - 2 * p[i] + dl[i] * (wsh[2 + i] - 1) + op[i]
                             + 1))

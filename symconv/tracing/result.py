@@ -27,9 +27,11 @@ class Explanation:
     layer: str
     error: str  # the exception type's name
     message: str  # torch's first line
+    op: str | None = None  # the torch function that raised (None: the model's own code)
 
     def __str__(self):
-        return f"{self.layer}: {self.error}: {self.message}"
+        where = f"{self.layer} ({self.op})" if self.op else self.layer
+        return f"{where}: {self.error}: {self.message}"
 
 
 def _ev(e, subs):
@@ -220,7 +222,7 @@ class Trace:
         # torch's exception type: symconv's ConvError family are RuntimeError/ValueError
         etype = next(c for c in type(e).__mro__ if c.__module__ == "builtins")
         return Explanation(res.error_layer or "<model>", etype.__name__,
-                           str(e).splitlines()[0] if str(e) else "")
+                           str(e).splitlines()[0] if str(e) else "", res.error_op)
 
     # --- readable form --------------------------------------------------------------------
     def readable(self) -> str:
@@ -233,7 +235,8 @@ class Trace:
     def symbol_facts(self) -> dict:
         """Per symbol: minimum, maximum (None: unbounded), (modulus, remainder) implied by the
         domain (each proven with Z3)."""
-        return {k: _facts(self.domain, s) for k, s in self._symbols.items()}
+        samples = _sample_valid(self.domain, self._symbols)
+        return {k: _facts(self.domain, s, samples, self._symbols) for k, s in self._symbols.items()}
 
     def __str__(self):
         return self.readable()
@@ -258,10 +261,24 @@ class Trace:
         return out
 
     def _export_domain(self):
-        """The domain where, in addition, every intermediate size is at least 2: torch.export
-        specialises sizes 0 and 1 (of inputs and of intermediate sizes it guards on)."""
-        terms = self._size_terms()
-        return z3.And(self.domain, *[t >= 2 for t in terms]) if terms else self.domain
+        """The domain where every input size and every intermediate size that can be is at
+        least 2: torch.export specialises sizes 0 and 1 (of inputs and of intermediate sizes
+        it guards on). Sizes the domain forces below 2 are left out."""
+        if getattr(self, "_dom2", None) is not None:
+            return self._dom2
+        base = z3.And(self.domain, *[s >= 2 for s in self._symbols.values()])
+        if not solver.check(base).sat:
+            base = self.domain
+        terms = [t >= 2 for t in self._size_terms()]
+        if terms and solver.check(base, *terms).sat:
+            self._dom2 = z3.And(base, *terms)
+            return self._dom2
+        kept = []
+        for t in terms:
+            if solver.check(base, *kept, t).sat:
+                kept.append(t)
+        self._dom2 = z3.And(base, *kept) if kept else base
+        return self._dom2
 
     def export_dynamic_shapes(self, with_notes: bool = False):
         """``dynamic_shapes`` for ``torch.export.export(model, args, dynamic_shapes=...)``:
@@ -271,7 +288,8 @@ class Trace:
         returns what it cannot express."""
         from torch.export import Dim
         dom2 = self._export_domain()
-        facts = {k: _facts(dom2, s) for k, s in self._symbols.items()}
+        samples = _sample_valid(dom2, self._symbols)
+        facts = {k: _facts(dom2, s, samples, self._symbols) for k, s in self._symbols.items()}
         full = self.symbol_facts()
         notes = []
         dims = {}
@@ -301,6 +319,10 @@ class Trace:
             if hi is not None:
                 region.append(s <= hi)
         self._export_region = region
+        for p in self.paths:
+            for n in sorted(p.notes):
+                if n not in notes:
+                    notes.append(n)
         if region:
             chk = solver.prove(self.domain, *region, timeout_ms=20000)
             if not chk.unsat:
@@ -383,15 +405,19 @@ def _concrete_spec(spec, values, symbols):
 @contextlib.contextmanager
 def _mode(model, train):
     was = model.training
-    saved = {n: b.clone() for n, b in model.named_buffers() if n.endswith("num_batches_tracked")}
-    model.train(train)
+    saved = {n: b.clone() for n, b in model.named_buffers()
+             if n.endswith("num_batches_tracked")} if train else {}
+    if was != train:
+        model.train(train)
     try:
         yield
     finally:
-        model.train(was)
-        bufs = dict(model.named_buffers())
-        for n, v in saved.items():
-            bufs[n].copy_(v)
+        if model.training != was:
+            model.train(was)
+        if saved:
+            bufs = dict(model.named_buffers())
+            for n, v in saved.items():
+                bufs[n].copy_(v)
 
 
 # --- per-symbol facts and the readable form ---------------------------------------------
@@ -413,7 +439,13 @@ def _min(dom, s):
     return lo
 
 
-def _max(dom, s):
+def _max(dom, s, samples=None, symbols=None):
+    # evidence first: a valid sample point moved to a huge value of s (same residue mod 1024)
+    for p in (samples or [])[:20]:
+        big = 2 ** 30 + p[str(s)] % 1024
+        subs = [(symbols[k], z3.IntVal(big if k == str(s) else v)) for k, v in p.items()]
+        if z3.is_true(z3.simplify(z3.substitute(dom, *subs))):
+            return None
     if solver.check(dom, s >= _BIG).sat:
         return None
     lo, hi = 0, _BIG
@@ -429,17 +461,37 @@ def _max(dom, s):
 _MODS = [2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024]
 
 
-def _facts(dom, s) -> dict:
+def _sample_valid(dom, symbols: dict) -> list:
+    """Valid points among a fixed sample (diagonal and seeded random combinations of typical
+    sizes): cheap evidence that rules out divisibility candidates without solver queries."""
+    import random
+    from .engine import _VALUES
+    syms = list(symbols.values())
+    rnd = random.Random(1)
+    pts = [[v] * len(syms) for v in _VALUES]
+    pts += [[rnd.choice(_VALUES) + rnd.choice((0, 1, 2, 3)) for _ in syms] for _ in range(80)]
+    out = []
+    for p in pts:
+        v = z3.simplify(z3.substitute(dom, *[(s, z3.IntVal(x)) for s, x in zip(syms, p)]))
+        if z3.is_true(v):
+            out.append(dict(zip([str(s) for s in syms], p)))
+    return out
+
+
+def _facts(dom, s, samples=None, symbols=None) -> dict:
     lo = _min(dom, s)
     if lo is None:
         return {"min": None, "max": None, "mod": (1, 0)}
-    hi = _max(dom, s)
+    hi = _max(dom, s, samples, symbols)
     best = (1, 0)
     if hi is None or hi - lo > 64:
         w = solver.check(dom)
         v = w.model.eval(s, model_completion=True).as_long()
+        seen = [p[str(s)] for p in (samples or [])] + [v]
         for m in _MODS:
             if m % best[0]:
+                continue
+            if len({x % m for x in seen}) > 1:
                 continue
             if solver.prove(s % m == v % m, dom, timeout_ms=5000).unsat:
                 best = (m, v % m)
@@ -453,8 +505,9 @@ def _readable(dom, symbols: dict, facts: list) -> str:
         return "never"
     parts = []
     cand = []
+    samples = _sample_valid(dom, symbols)
     for k, s in symbols.items():
-        f = _facts(dom, s)
+        f = _facts(dom, s, samples, symbols)
         if f["min"] and f["min"] > 0:
             parts.append(f"{k} >= {f['min']}")
             cand.append(s >= f["min"])
