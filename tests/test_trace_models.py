@@ -224,3 +224,45 @@ def test_small_variant_exhaustive_grid(name, oracle):
 @pytest.mark.parametrize("name", [m for m in MODELS if tm.MODELS[m].default])
 def test_default_config_sampled_grid(name, oracle):
     check_agreement(name, oracle, lambda c: slow_grid(c, False), small=False)
+
+
+# ---- backends ----------------------------------------------------------------------------------
+
+def _at(cond, point: dict) -> bool:
+    import z3
+    subs = [(z3.Int(k), z3.IntVal(v)) for k, v in point.items()]
+    v = z3.simplify(z3.substitute(cond, *subs))
+    assert z3.is_true(v) or z3.is_false(v), (cond, point, v)
+    return z3.is_true(v)
+
+
+@pytest.mark.parametrize("name", [
+    "unet_transpose", "wav2vec2_features",
+    pytest.param("mobilenet_v2", marks=pytest.mark.slow),
+    pytest.param("efficientnet", marks=pytest.mark.slow),
+    pytest.param("resnet", marks=pytest.mark.slow)])
+def test_backends_agree_with_torch(name, oracle):
+    """At valid points, the region of ``trace.backends(env)`` that holds names the backend
+    torch selects for every convolution's actual arguments (selected in the worker during
+    an eager forward, 1 thread, grad off, as the worker runs)."""
+    import dataclasses
+    case = tm.MODELS[name]
+    names = symbols_of(case.inputs)
+    points = default_grid(case)[::6]  # every 6th point: each check is a Z3 substitution
+    truth = oracle.run(case.factory(True), case.inputs, points, backends=True)
+    tr = traced(name)
+    env = dataclasses.replace(symconv.Environment.from_torch(), num_threads=1,
+                              grad_enabled=False)
+    regions = tr.backends(env)
+    checked = 0
+    for p in points:
+        got = truth[tuple(p[n] for n in names)]
+        if "shapes" not in got["result"]:
+            continue
+        assert set(got["backends"]) == set(regions), (p, set(got["backends"]), set(regions))
+        for layer, wanted in got["backends"].items():
+            hits = [o for c, o in regions[layer] if _at(c, p)]
+            assert hits, (layer, p)
+            assert getattr(hits[0], "name", str(hits[0])) == wanted[0], (layer, p, hits, wanted)
+            checked += 1
+    assert checked > 0

@@ -99,26 +99,29 @@ class EagerOracle:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _batch(self, factory: str, train: bool, shapes: list) -> list[dict]:
-        answer = self.worker.run({"factory": factory, "train": train, "points": shapes})
+    def _batch(self, factory: str, train: bool, shapes: list, backends: bool = False
+               ) -> list[dict]:
+        answer = self.worker.run({"factory": factory, "train": train, "points": shapes,
+                                  "backends": backends})
         if "crash" not in answer:
             if "fatal" in answer:
                 raise RuntimeError(f"eager oracle could not run {factory}: {answer['fatal']}")
             return answer["results"]
         if len(shapes) == 1:
             return [answer]
-        return [r for s in shapes for r in self._batch(factory, train, [s])]
+        return [r for s in shapes for r in self._batch(factory, train, [s], backends)]
 
     def run(self, factory: str, inputs: Sequence[str], points: Iterable[dict],
-            train: bool = False) -> dict[tuple, dict]:
-        """``{point values tuple (symbol order of inputs): answer}`` for every point."""
+            train: bool = False, backends: bool = False) -> dict[tuple, dict]:
+        """``{point values tuple (symbol order of inputs): answer}`` for every point; with
+        ``backends`` the answer is ``{"result": answer, "backends": {layer: [name, ...]}}``."""
         names = symbols_of(inputs)
         points = list(points)
         out: dict[tuple, dict] = {}
         for i in range(0, len(points), BATCH):
             chunk = points[i:i + BATCH]
             shapes = [concrete_shapes(inputs, p) for p in chunk]
-            for p, r in zip(chunk, self._batch(factory, train, shapes)):
+            for p, r in zip(chunk, self._batch(factory, train, shapes, backends)):
                 out[tuple(p[n] for n in names)] = r
         return out
 
@@ -149,6 +152,45 @@ def run_point(model, shapes: list[list[int]]) -> dict:
     return {"shapes": [list(t.shape) for t in output_leaves(out)]}
 
 
+def conv_backends(model, shapes: list[list[int]]) -> dict:
+    """Per convolution module call of one forward: the backend torch selects for its actual
+    arguments (``torch._C._select_conv_backend``, 'same'/'valid' padding as F.conv does for
+    odd kernels), keyed by qualified module name."""
+    import torch
+    from torch import nn
+
+    from symconv.backends import ConvBackend
+    out: dict = {}
+    convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+             nn.ConvTranspose3d)
+
+    def hook(name):
+        def pre(mod, args):
+            x = args[0]
+            if x.dim() == mod.weight.dim() - 1:
+                x = x.unsqueeze(0)
+            n = mod.weight.dim() - 2
+            pad = mod.padding
+            if isinstance(pad, str):
+                pad = [0] * n if pad == "valid" else [
+                    mod.dilation[i] * (mod.kernel_size[i] - 1) // 2 for i in range(n)]
+            transposed = isinstance(mod, nn.modules.conv._ConvTransposeNd)
+            raw = torch._C._select_conv_backend(
+                x, mod.weight, mod.bias, list(mod.stride), list(pad), list(mod.dilation),
+                transposed, list(mod.output_padding) if transposed else [0] * n, mod.groups)
+            out.setdefault(name, []).append(ConvBackend.from_torch(raw).name)
+        return pre
+
+    handles = [m.register_forward_pre_hook(hook(name)) for name, m in model.named_modules()
+               if isinstance(m, convs)]
+    try:
+        r = run_point(model, shapes)
+    finally:
+        for h in handles:
+            h.remove()
+    return {"result": r, "backends": out}
+
+
 def _serve() -> None:  # pragma: no cover - runs in the worker
     import os
     import warnings
@@ -163,6 +205,7 @@ def _serve() -> None:  # pragma: no cover - runs in the worker
         except Exception as e:  # noqa: BLE001
             answer: dict = {"fatal": f"{type(e).__name__}: {first_line(e)}"}
         else:
-            answer = {"results": [run_point(model, s) for s in req["points"]]}
+            run = conv_backends if req.get("backends") else run_point
+            answer = {"results": [run(model, s) for s in req["points"]]}
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()

@@ -157,13 +157,22 @@ def _layers(tr) -> list[dict]:
 
 
 def _backends(tr, env) -> list[dict]:
-    """Per convolution layer: the backend regions (first match wins; error regions are where
-    the convolution itself fails)."""
+    """Per convolution layer: the backend regions that meet the model's domain (first match
+    wins; a region outside the domain is never reached because an earlier layer fails)."""
     import z3
+
+    from symconv import solver
     out = []
     for layer, cases in tr.backends(env).items():
-        regions = [{"backend": _outcome(o), "when": _cond(c)} for c, o in cases
-                   if not z3.is_false(z3.simplify(c))]
+        regions = []
+        for c, o in cases:
+            if z3.is_false(z3.simplify(c)):
+                continue
+            r = solver.check(tr.domain, c)
+            if r.unsat:
+                continue
+            regions.append({"backend": _outcome(o), "when": _cond(c),
+                            "reachable": True if r.sat else "unknown"})
         out.append({"layer": layer, "regions": regions})
     return out
 
@@ -230,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     con.print(f"domain    {domain}", markup=False)
     con.print(f"witness   {witness}")
     con.print()
-    con.print(f"backends ({args.env}):")
+    con.print(f"backends ({args.env}), regions inside the domain:")
     for b in backends:
         con.print(f"  {b['layer']}")
         for reg in b["regions"]:
