@@ -181,6 +181,7 @@ def main() -> None:
           f"{args.export_repeat}")
     print(f"export variants: guess = Dim ranges {GUESS}; auto = Dim.AUTO; "
           f"trace = trace.export_dynamic_shapes(); example input {EXAMPLE}")
+    print("per model as measured: timing line (T), domain line (D); summary tables at the end")
     rows = []
     oracle = EagerOracle().start() if not args.no_domain else None
     try:
@@ -236,10 +237,32 @@ def main() -> None:
                         log(f"[{name}] running export '{label}' on the grid")
                         v["agree"] = agreement(accepted_by_export(v["ep"], case, pts), truth)
             rows.append(row)
+            print_timing_row(row)
+            if "points" in row:
+                print_domain_row(row)
+            sys.stdout.flush()
     finally:
         if oracle is not None:
             oracle.close()
     report(rows)
+
+
+def print_timing_row(r: dict) -> None:
+    t = r["trace_first_s"] if r["trace_err"] is None else None
+    parts = [f"T {r['model']}: trace {t:.3f}s (warm {r['trace_s']:.3f}s)" if t
+             else f"T {r['model']}: trace FAILED"]
+    for label, v in r["export"].items():
+        parts.append(f"export {label} {v['s']:.2f}s" + (" (raised)" if v["err"] else "")
+                     + (f" = {v['s'] / t:.0f}x" if t else ""))
+    print(", ".join(parts))
+
+
+def print_domain_row(r: dict) -> None:
+    n = r["points"]
+    cells = [f"trace {fmt_agree(r.get('agree_trace'), n)}"]
+    for label, v in r["export"].items():
+        cells.append(f"export {label} " + ("failed" if v["err"] else fmt_agree(v.get("agree"), n)))
+    print(f"D {r['model']}: {n} points, {r['true_valid']} valid; " + "; ".join(cells))
 
 
 def report(rows: list[dict]) -> None:
