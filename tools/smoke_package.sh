@@ -43,12 +43,12 @@ check() {  # check <label> <artifact>
     else
         python3 -m venv --system-site-packages "$venv"
     fi
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/constraints.txt" \
-        --force-reinstall --no-deps "$artifact" > "$WORK/pip-$label.log" 2>&1 \
-        || { cat "$WORK/pip-$label.log"; exit 1; }
+    local opts=(-q --disable-pip-version-check -c "$ROOT/constraints.txt")
+    "$venv/bin/python" -m pip install "${opts[@]}" --force-reinstall --no-deps "$artifact" \
+        > "$WORK/pip-$label.log" 2>&1 || { cat "$WORK/pip-$label.log"; exit 1; }
     # then its dependencies, resolved from the package's own metadata
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/constraints.txt" \
-        "$artifact" >> "$WORK/pip-$label.log" 2>&1 || { cat "$WORK/pip-$label.log"; exit 1; }
+    "$venv/bin/python" -m pip install "${opts[@]}" "$artifact" >> "$WORK/pip-$label.log" 2>&1 \
+        || { cat "$WORK/pip-$label.log"; exit 1; }
     "$venv/bin/python" -m pip check > "$WORK/check-$label.log" 2>&1 \
         || { cat "$WORK/check-$label.log"; echo "smoke[$label]: pip check failed"; exit 1; }
     (
@@ -72,6 +72,11 @@ check() {  # check <label> <artifact>
          "$((SECONDS - t0)) s)"
 }
 
-check wheel "$wheel"
-check sdist "$sdist"
+# the two environments are independent: check them side by side (2 cores on CI)
+check wheel "$wheel" & wheel_pid=$!
+check sdist "$sdist" & sdist_pid=$!
+status=0
+wait "$wheel_pid" || status=1
+wait "$sdist_pid" || status=1
+[ $status -eq 0 ] || { echo "smoke: FAILED"; exit 1; }
 echo "smoke: passed"
