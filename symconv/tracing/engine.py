@@ -235,6 +235,8 @@ def _func_name(func) -> str:
     qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
     if "TensorBase" in qual or qual.startswith("Tensor."):
         return "Tensor." + qual.split(".")[-1]
+    if qual.startswith("_VariableFunctionsClass."):
+        return "torch." + qual.split(".")[-1]
     if mod.startswith("torch.nn.functional"):
         return "F." + qual
     return (mod + "." if mod else "torch.") + qual
