@@ -828,8 +828,8 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     these arguments. ``env`` defaults to the running process's environment; pass another only
     to run a backend as symconv decides it for that environment.
     """
-    if type(input) is not torch.Tensor or type(weight) is not torch.Tensor or (
-            bias is not None and type(bias) is not torch.Tensor):
+    if not (isinstance(input, _Tensor) and isinstance(weight, _Tensor) and (
+            bias is None or isinstance(bias, _Tensor))):  # (a Parameter passes without a call)
         _check_tensor_args("convolution", input=input, weight=weight, bias=bias)
     # The warm path: everything symconv decides is a function of the tensors' sizes, strides,
     # dtypes, devices, the parameters, the flags torch reads and whether a gradient is needed;
@@ -896,6 +896,7 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
 
 
 _FAST: dict = {}
+_Tensor = torch.Tensor
 _grad_enabled = _C.is_grad_enabled
 _mkldnn_enabled = _C._get_mkldnn_enabled
 _nnpack_enabled = _C._get_nnpack_enabled
