@@ -705,7 +705,7 @@ def _flags(space: Space, dims: int, assign: dict) -> dict:
 def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
          dims: int | Sequence[int] | None = None, where: str | Sequence[str] | Where | None = None,
          validate: bool = True, box: dict | None = None, box_samples: int = 2048,
-         seed: int = 0, simplify_budget_s: float = 2.0) -> DiffResult:
+         seed: int = 0, simplify_budget_s: float = 2.0, progress=None) -> DiffResult:
     """Every region of calls where ``env_a`` and ``env_b`` answer differently: the selected
     backend, its memory format, the output shape, or the error.
 
@@ -740,7 +740,11 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
         raise WhereError("the constraints name sizes that no requested number of dims has")
     shared_names = set(plan.shared)
     solvers: dict = {}
-    for st in structures:
+    for k, st in enumerate(structures):
+        if progress is not None:
+            progress(f"structure {k + 1}/{len(structures)}: {st.dims}-D"
+                     + (" transposed" if st.transposed else "")
+                     + f" ({len(regions)} region(s) so far)")
         s = solve.new_solver()
         s.add(*[st.symbols[n] >= 0 for n in st.sizes])
         # torch's sizes and parameters are int64
@@ -780,6 +784,8 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
                     n_pairs += np_
                     regions.extend(found)
     t_explore = time.perf_counter() - t0
+    if progress is not None and regions:
+        progress(f"describing {len(regions)} region(s), witnesses and coverage")
     # readable conditions, witnesses
     for r in regions:
         _describe(plan, r, sa, deadline)
