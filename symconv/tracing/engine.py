@@ -23,7 +23,8 @@ import z3
 
 from .. import solver
 from ..spec import TensorSpec
-from .tensor import (STATE, STensor, SymInt, SymSize, TraceError, UnsupportedOp, wrap, zexpr)
+from .tensor import (STATE, STensor, SymInt, SymSize, TraceError, UnsupportedOp, wrap, zexpr,
+                     zsub)
 
 __all__ = ["Check", "LayerRecord", "PathRun", "PathResult", "dispatch", "explore",
            "MAX_PATHS"]
@@ -144,7 +145,7 @@ class PathRun:
         for pt in self._points():
             if not pt:
                 break
-            c = z3.simplify(z3.substitute(cond, *pt))
+            c = z3.simplify(zsub(cond, *pt))
             if z3.is_true(c):
                 if t_ok:
                     continue
@@ -156,7 +157,7 @@ class PathRun:
             if known is None:
                 k = self._known()
                 known = z3.And(*k) if k else z3.BoolVal(True)
-            if not z3.is_true(z3.simplify(z3.substitute(known, *pt))):
+            if not z3.is_true(z3.simplify(zsub(known, *pt))):
                 continue
             if z3.is_true(c):
                 t_ok = True

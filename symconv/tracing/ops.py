@@ -25,7 +25,8 @@ import torch.nn.functional as F
 import z3
 
 from .. import shapes as S
-from .tensor import STensor, SymInt, SymSize, TraceError, UnsupportedOp, is_sym, wrap, zexpr
+from .tensor import (STensor, SymInt, SymSize, TraceError, UnsupportedOp, is_sym, wrap, zexpr,
+                     zsub)
 
 __all__ = ["RULES", "lookup", "rule", "wrap_dim", "ConvCall"]
 
@@ -1336,7 +1337,7 @@ def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilati
         ck = (key, sh[cdim], tuple(wsh[:2]), bsh)
         fails = _CHAN_FAILS.get(ck)
         if fails is None:
-            fails = any(z3.is_false(z3.simplify(z3.substitute(c, *csub))) for c, _, _ in checks)
+            fails = any(z3.is_false(z3.simplify(zsub(c, *csub))) for c, _, _ in checks)
             _CHAN_FAILS[ck] = fails
         if fails:
             entry = _direct(run, n, transposed, sh, wsh, bias, stride, padding, dilation,
@@ -1350,7 +1351,7 @@ def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilati
     akey = tuple(a.get_id() for a in actual)
     memo = run.memo
     for c, err, msg in checks:
-        run.check(z3.substitute(c, *subst) if subst else c, err, msg)
+        run.check(zsub(c, *subst) if subst else c, err, msg)
     res = []
     for o in outs:
         if not subst:
@@ -1359,7 +1360,7 @@ def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilati
         k = (o.get_id(), akey)
         hit = memo.get(k)
         if hit is None:
-            hit = (wrap(z3.substitute(o, *subst)), o, actual)  # keep the terms alive
+            hit = (wrap(zsub(o, *subst)), o, actual)  # keep the terms alive
             memo[k] = hit
         res.append(hit[0])
     cin = sh[cdim]

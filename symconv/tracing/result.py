@@ -13,7 +13,7 @@ import z3
 from .. import solver
 from ..spec import TensorSpec
 from .engine import PathResult, explore, run_once
-from .tensor import SymInt, SymSize, TraceError, zexpr
+from .tensor import SymInt, SymSize, TraceError, zexpr, zsub
 
 __all__ = ["Trace", "Explanation", "trace"]
 
@@ -35,7 +35,7 @@ class Explanation:
 
 
 def _ev(e, subs):
-    v = z3.simplify(z3.substitute(e, *subs)) if subs else z3.simplify(e)
+    v = z3.simplify(zsub(e, *subs)) if subs else z3.simplify(e)
     if z3.is_int_value(v):
         return v.as_long()
     if z3.is_true(v):
@@ -203,7 +203,7 @@ class Trace:
             else:
                 cases = [(z3.BoolVal(True), sel)]
             self._backends[key] = cases
-        return [(z3.simplify(z3.substitute(c, *fresh)) if fresh else c, o)
+        return [(z3.simplify(zsub(c, *fresh)) if fresh else c, o)
                 for c, o in self._backends[key]]
 
     # --- explain ------------------------------------------------------------------------
@@ -444,7 +444,7 @@ def _max(dom, s, samples=None, symbols=None):
     for p in (samples or [])[:20]:
         big = 2 ** 30 + p[str(s)] % 1024
         subs = [(symbols[k], z3.IntVal(big if k == str(s) else v)) for k, v in p.items()]
-        if z3.is_true(z3.simplify(z3.substitute(dom, *subs))):
+        if z3.is_true(z3.simplify(zsub(dom, *subs))):
             return None
     if solver.check(dom, s >= _BIG).sat:
         return None
@@ -472,7 +472,7 @@ def _sample_valid(dom, symbols: dict) -> list:
     pts += [[rnd.choice(_VALUES) + rnd.choice((0, 1, 2, 3)) for _ in syms] for _ in range(80)]
     out = []
     for p in pts:
-        v = z3.simplify(z3.substitute(dom, *[(s, z3.IntVal(x)) for s, x in zip(syms, p)]))
+        v = z3.simplify(zsub(dom, *[(s, z3.IntVal(x)) for s, x in zip(syms, p)]))
         if z3.is_true(v):
             out.append(dict(zip([str(s) for s in syms], p)))
     return out

@@ -21,6 +21,7 @@ import torch
 import z3
 
 from .. import domain as D
+from z3.z3 import _to_expr_ref
 
 __all__ = ["SymInt", "SymBool", "SymSize", "STensor", "UnsupportedOp", "TraceError", "zexpr",
            "wrap", "is_sym", "STATE"]
@@ -74,6 +75,20 @@ def wrap(e: Any) -> Any:
     if z3.is_bool(e):
         return SymBool(e)
     return SymInt(e)
+
+
+def zsub(t, *pairs):
+    """``z3.substitute(t, *pairs)`` without z3's debug-mode argument assertions (they cost more
+    than the substitution itself on every call of a trace)."""
+    n = len(pairs)
+    if n == 0:
+        return t
+    frm = (z3.Ast * n)()
+    to = (z3.Ast * n)()
+    for i, (a, b) in enumerate(pairs):
+        frm[i] = a.as_ast()
+        to[i] = b.as_ast()
+    return _to_expr_ref(z3.Z3_substitute(t.ctx.ref(), t.as_ast(), n, frm, to), t.ctx)
 
 
 def is_sym(x: Any) -> bool:
