@@ -218,6 +218,16 @@ def test_interpolate_pad_embedding_and_shape_arithmetic():
     agree(M(), [T(("N", 3, "H", "W"))], grid(N=[0, 1], H=[0, 1, 2, 3], W=[0, 1, 2, 5]))
 
 
+def test_reflect_replicate_circular_pad_symbolic():
+    class M(nn.Module):
+        def forward(self, x):
+            y = F.pad(x, (2, 1, 1, 1), mode="reflect")
+            y = F.pad(y, (1, 1), mode="replicate")
+            return F.pad(y, (3, 0, 0, 2), mode="circular")
+
+    agree(M(), [T(("N", 2, "H", "W"))], grid(N=[0, 1], H=[0, 1, 2, 3], W=[0, 1, 2, 3, 4]))
+
+
 def test_interpolate_half_scale_is_floor():
     m = nn.Upsample(scale_factor=0.5, mode="nearest")
     agree(m, [T((1, 2, "H", "W"))], grid(H=[0, 1, 2, 3, 4, 5], W=[2, 3]))

@@ -1199,14 +1199,36 @@ def _pad(run, input, pad, mode="constant", value=None):
         return new(input, out)
     if mode not in ("reflect", "replicate", "circular"):
         raise NotImplementedError(f"Unrecognised padding mode {mode}")
-    # the kernels: symconv.functional.pad decides errors exactly for concrete sizes
+    # the kernels: symconv.functional.pad, exact for concrete sizes; for symbolic sizes once
+    # per configuration over fresh symbols, its error cases substituted
+    from .. import functional as SF
+    from ..spec import TensorSpec
     if all(isinstance(v, int) for v in sh + pad):
-        from .. import functional as SF
-        from ..spec import TensorSpec
         res = SF.pad(TensorSpec(tuple(sh), dtype=input.dtype), pad, mode, value)
         return new(input, list(res.shape))
-    raise UnsupportedOp(f"unsupported op F.pad(mode={mode!r}) with symbolic sizes at layer "
-                        f"{run.layer_name()}")
+    if not all(isinstance(v, int) for v in pad):
+        raise UnsupportedOp(f"unsupported op F.pad(mode={mode!r}) with symbolic pads at layer "
+                            f"{run.layer_name()}")
+    key = ("pad", mode, tuple(pad), value, tuple(v if isinstance(v, int) else None for v in sh),
+           input.dtype, run.env)
+    entry = _CONV_CACHE.get(key)
+    if entry is None:
+        fresh = [z3.Int(f"_p{i}") if not isinstance(v, int) else v for i, v in enumerate(sh)]
+        res = SF.pad(TensorSpec(tuple(fresh), dtype=input.dtype), pad, mode, value, env=run.env)
+        from .. import domain as D
+        errs = [(D.to_z3(c.condition), type(c.outcome), str(c.outcome).splitlines()[0])
+                for c in res.errors()]
+        entry = ([f for f in fresh if not isinstance(f, int)], errs,
+                 None if res.shape is None else [zexpr(v) for v in res.shape])
+        _CONV_CACHE[key] = entry
+    fresh_syms, errs, outs = entry
+    pairs = list(zip(fresh_syms, [zexpr(v) for v in sh if not isinstance(v, int)]))
+    for cond, etype, msg in errs:
+        err = next(c for c in etype.__mro__ if c.__module__ == "builtins")
+        run.check(z3.Not(zsub(cond, *pairs)), err, lambda msg=msg: msg)
+    if outs is None:
+        raise RuntimeError(f"F.pad(mode={mode!r}) fails for every size here")
+    return new(input, [wrap(zsub(o, *pairs)) for o in outs])
 
 
 # --- convolution ------------------------------------------------------------------------
