@@ -161,6 +161,16 @@ def test_trace_module_factory_and_train_flag(capsys, user_file, monkeypatch):
     assert ev["domain"] != tr["domain"]
 
 
+def test_file_with_dataclass_and_repo_models(capsys):
+    """A file whose dataclasses need their module registered (tests/trace_models.py)."""
+    code, out, err = run(capsys, MODELS + ":unet_transpose", "--input", "N,3,H,W", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["domain"] == "H >= 4 and H % 4 == 0 and W >= 4 and W % 4 == 0"
+    assert {lay["type"] for lay in doc["layers"]} >= {"ConvTranspose2d", "MaxPool2d", "Conv2d"}
+
+
+@pytest.mark.slow
 def test_console_script_never_prints_a_traceback(user_file):
     """In a fresh process, as the console script runs it."""
     p = subprocess.run([sys.executable, "-c", "import sys; from symconv.cli import main; "

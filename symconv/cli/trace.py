@@ -52,11 +52,14 @@ def _import_source(where: str):
         if spec is None or spec.loader is None:
             raise CLIError("MODEL", f"cannot import {where!r} as Python source")
         mod = importlib.util.module_from_spec(spec)
+        # registered before it runs, as an import does (dataclasses and pickle look it up);
         # the file's siblings import as they do when the file runs as a script
+        sys.modules[name] = mod
         sys.path.insert(0, os.path.dirname(path))
         try:
             spec.loader.exec_module(mod)
         except Exception as e:  # noqa: BLE001 - the user's code, whatever it raises
+            sys.modules.pop(name, None)
             raise CLIError("MODEL", f"importing {where} raised {_first_line(e)}") from None
         finally:
             sys.path.remove(os.path.dirname(path))
@@ -180,7 +183,7 @@ def _backends(tr, env) -> list[dict]:
 def _console():
     from rich.console import Console
     width = shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else 160
-    return Console(file=sys.stdout, width=max(width, 100), soft_wrap=False, highlight=False)
+    return Console(file=sys.stdout, width=max(width, 100), soft_wrap=True, highlight=False)
 
 
 def run(args: argparse.Namespace) -> int:
