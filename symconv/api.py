@@ -62,7 +62,9 @@ def _symbolic_int(v: Any, name: str) -> Any:
     if isinstance(v, sympy.Basic):
         if v.is_Integer:
             return int(v)
-        if v.is_number or v.is_integer is False or isinstance(v, sympy.logic.boolalg.Boolean):
+        from sympy.logic.boolalg import BooleanAtom, BooleanFunction
+        if v.is_number or v.is_integer is False or isinstance(
+                v, (BooleanAtom, BooleanFunction, sympy.core.relational.Relational)):
             raise TypeError(f"{name} must be an int, got {v!r}")
     return v
 

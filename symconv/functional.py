@@ -34,9 +34,11 @@ raises which error.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings as _warnings
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from . import api as _api
@@ -902,6 +904,176 @@ def _specs(name: str, input, weight, bias):
     return inp, wgt, b
 
 
+# --------------------------------------------------------------------------------------
+# torch's Python argument parser: the TypeError (or ValueError) it raises for arguments of the
+# wrong Python type, with its first line. Measured on torch 2.13 (tests/test_fuzz_api.py
+# compares each case with torch): conv{1,2,3}d have two overloads (padding as ints or a
+# string), so a mismatch is "received an invalid combination of arguments"; conv_transpose and
+# pad have one, so the message names the argument (with its position when passed
+# positionally). A sequence matches an int list when its first element is an int; the other
+# elements are read afterwards ("failed to unpack the object at pos i"). Ints must fit in
+# int64. symconv also takes symbols wherever an int goes (identifier strings, SymPy, Z3).
+
+_INT64 = (-(2**63), 2**63 - 1)
+_OVERFLOW = "Overflow when unpacking long long"
+
+
+def _py_type_name(x: Any) -> str:
+    if isinstance(x, (torch.Tensor, TensorSpec)):
+        return "Tensor"
+    t = type(x)
+    if t.__module__ in ("builtins", "__main__") or t.__flags__ & (1 << 9):  # heap type
+        return t.__name__
+    return f"{t.__module__.split('.')[0]}.{t.__name__}"
+
+
+def _int_like(x: Any, first: bool) -> bool:
+    if isinstance(x, bool) or isinstance(x, np.bool_):
+        return not first  # torch reads a bool as an int only after the first element
+    if isinstance(x, (int, np.integer)):
+        return True
+    if isinstance(x, str):  # a symbol name (never torch's padding strings)
+        return x.strip().isidentifier() and x.strip() not in ("same", "valid")
+    if isinstance(x, torch.Tensor):
+        return x.dim() == 0 and not x.dtype.is_floating_point and not x.dtype.is_complex
+    return D.is_symbolic(x)
+
+
+def _matches(kind: str, x: Any) -> bool:
+    if kind == "Tensor":
+        return isinstance(x, (torch.Tensor, TensorSpec))
+    if kind == "Tensor?":
+        return x is None or isinstance(x, (torch.Tensor, TensorSpec))
+    if kind in ("int[n]", "int[]"):
+        if isinstance(x, (list, tuple, torch.Size)):
+            return len(x) == 0 or _int_like(x[0], True)
+        return kind == "int[n]" and _int_like(x, True)
+    if kind == "int":
+        return _int_like(x, True)
+    if kind == "str":
+        return isinstance(x, str)
+    if kind == "float?":
+        return x is None or isinstance(x, (int, float, np.integer, np.floating, np.bool_)) \
+            or D.is_symbolic(x)  # (a bool is a float to torch's parser, measured)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+_TORCH_KIND = {"Tensor": "Tensor", "Tensor?": "Tensor", "int[n]": "tuple of ints",
+               "int[]": "tuple of ints", "int": "int", "str": "str", "float?": "float"}
+
+
+def _unpack(fn: str, name: str, kind: str, x: Any) -> None:
+    """What torch's parser raises while reading an argument that matched."""
+    if kind in ("int[n]", "int[]") and isinstance(x, (list, tuple, torch.Size)):
+        for i, v in enumerate(x):
+            if not _int_like(v, i == 0):
+                raise TypeError(f"{fn}(): argument '{name}' failed to unpack the object at pos "
+                                f"{i + 1} with error \"type must be tuple of ints,but got "
+                                f"{_py_type_name(v)}\"")
+            if isinstance(v, (int, np.integer)) and not _INT64[0] <= int(v) <= _INT64[1]:
+                raise TypeError(f"{fn}(): argument '{name}' failed to unpack the object at pos "
+                                f"{i + 1} with error \"{_OVERFLOW}")
+    elif kind in ("int[n]", "int") and isinstance(x, (int, np.integer)) and \
+            not _INT64[0] <= int(x) <= _INT64[1]:
+        raise ValueError(_OVERFLOW)
+
+
+class _Schema:
+    """One torch function's Python signature (and, for conv*d, its second overload)."""
+
+    def __init__(self, fn: str, params: list[tuple[str, str, str]], alt: dict | None = None,
+                 positional: bool = False):
+        self.fn, self.params, self.alt = fn, params, alt  # (name, kind, default text)
+        self.positional = positional  # F.pad passes everything on positionally
+
+    def _bind(self, args: tuple, kwargs: dict) -> list[tuple[str, str, Any, int | None]]:
+        """Positional arguments in order, then keyword arguments in reverse call order (the
+        order torch's message lists them in, measured)."""
+        names = [p[0] for p in self.params]
+        out = [(names[i], self.params[i][1], a, i + 1) for i, a in enumerate(args)
+               if i < len(names)]
+        out += [(k, self.params[names.index(k)][1], v, None)
+                for k, v in reversed(list(kwargs.items())) if k in names]
+        return out
+
+    def signature(self, alt: dict | None = None) -> str:
+        parts = []
+        for name, kind, default in self.params:
+            kind = (alt or {}).get(name, (kind, default))
+            k, d = kind if isinstance(kind, tuple) else (kind, default)
+            parts.append(f"{_TORCH_KIND[k]} {name}" + (f" = {d}" if d else ""))
+        return "(" + ", ".join(parts) + ")"
+
+    def check(self, args: tuple, kwargs: dict) -> None:
+        bound = self._bind(args, kwargs)
+        names = [p[0] for p in self.params]
+        in_order = sorted(bound, key=lambda b: names.index(b[0]))  # torch reads them so
+        if self.alt is None:
+            for name, kind, v, pos in in_order:
+                if not _matches(kind, v):
+                    if pos is None and self.positional:
+                        pos = [p[0] for p in self.params].index(name) + 1
+                    where = f" (position {pos})" if pos is not None else ""
+                    what = _py_type_name(v)
+                    if kind in ("int[n]", "int[]") and isinstance(v, (list, tuple)) and v \
+                            and pos is not None:  # (measured: keywords say "not list")
+                        raise TypeError(f"{self.fn}(): argument '{name}'{where} must be tuple "
+                                        f"of ints, but found element of type "
+                                        f"{_py_type_name(v[0])} at pos 0")
+                    raise TypeError(f"{self.fn}(): argument '{name}'{where} must be "
+                                    f"{_TORCH_KIND[kind]}, not {what}")
+            chosen = {}
+        else:
+            def fits(alt):
+                return all(_matches(alt.get(n, (k, ""))[0], v) for n, k, v, _ in bound)
+            if fits({}):
+                chosen = {}
+            elif fits(self.alt):
+                chosen = self.alt
+            else:
+                got = ", ".join(_py_type_name(v) if pos is not None else
+                                f"{n}={_py_type_name(v)}" for n, _, v, pos in bound)
+                raise TypeError(
+                    f"{self.fn}() received an invalid combination of arguments - got ({got}), "
+                    f"but expected one of:\n * {self.signature()}\n * {self.signature(self.alt)}"
+                    "\n")
+        # torch's binding reads the arguments as C++ call arguments, which GCC evaluates from
+        # the last to the first: the last bad one is reported (measured)
+        for name, kind, v, _ in reversed(in_order):
+            _unpack(self.fn, name, chosen.get(name, (kind, ""))[0], v)
+
+
+def _python_args(schema: _Schema):
+    """Check a public function's arguments as torch's Python argument parser does."""
+    def deco(impl):
+        @functools.wraps(impl)
+        def wrapper(*args, **kwargs):
+            schema.check(args, {k: v for k, v in kwargs.items() if k != "env"})
+            return impl(*args, **kwargs)
+        return wrapper
+    return deco
+
+
+def _conv_schema(n: int) -> _Schema:
+    return _Schema(f"conv{n}d", [("input", "Tensor", ""), ("weight", "Tensor", ""),
+                                 ("bias", "Tensor?", "None"), ("stride", "int[n]", "1"),
+                                 ("padding", "int[n]", "0"), ("dilation", "int[n]", "1"),
+                                 ("groups", "int", "1")],
+                   alt={"padding": ("str", '"valid"')})
+
+
+def _conv_transpose_schema(n: int) -> _Schema:
+    return _Schema(f"conv_transpose{n}d", [
+        ("input", "Tensor", ""), ("weight", "Tensor", ""), ("bias", "Tensor?", "None"),
+        ("stride", "int[n]", "1"), ("padding", "int[n]", "0"), ("output_padding", "int[n]", "0"),
+        ("groups", "int", "1"), ("dilation", "int[n]", "1")])
+
+
+_PAD_SCHEMA = _Schema("pad", [("input", "Tensor", ""), ("pad", "int[]", ""),
+                              ("mode", "str", '"constant"'), ("value", "float?", "None")],
+                      positional=True)
+
+
 def _conv_nd(n: int, input, weight, bias, stride, padding, dilation, groups, env):
     run = _Run(env)
     inp, wgt, b = _specs(f"conv{n}d", input, weight, bias)
@@ -935,24 +1107,28 @@ def _conv_transpose_nd(n: int, input, weight, bias, stride, padding, output_padd
     return _with_replay(out, lambda values: _conv_transpose_nd(n, *substitute(call, values), env))
 
 
+@_python_args(_conv_schema(1))
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            env: Environment | None = None):
     """``torch.nn.functional.conv1d`` over specs: the output TensorSpec (or torch's error)."""
     return _conv_nd(1, input, weight, bias, stride, padding, dilation, groups, env)
 
 
+@_python_args(_conv_schema(2))
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            env: Environment | None = None):
     """``torch.nn.functional.conv2d`` over specs: the output TensorSpec (or torch's error)."""
     return _conv_nd(2, input, weight, bias, stride, padding, dilation, groups, env)
 
 
+@_python_args(_conv_schema(3))
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            env: Environment | None = None):
     """``torch.nn.functional.conv3d`` over specs: the output TensorSpec (or torch's error)."""
     return _conv_nd(3, input, weight, bias, stride, padding, dilation, groups, env)
 
 
+@_python_args(_conv_transpose_schema(1))
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, env: Environment | None = None):
     """``torch.nn.functional.conv_transpose1d`` over specs."""
@@ -960,6 +1136,7 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
                               dilation, env)
 
 
+@_python_args(_conv_transpose_schema(2))
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, env: Environment | None = None):
     """``torch.nn.functional.conv_transpose2d`` over specs."""
@@ -967,6 +1144,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                               dilation, env)
 
 
+@_python_args(_conv_transpose_schema(3))
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, env: Environment | None = None):
     """``torch.nn.functional.conv_transpose3d`` over specs."""
@@ -1134,6 +1312,7 @@ def _pad(run: _Run, x: TensorSpec, p: list, mode: str, value: Any) -> TensorSpec
              name="pad_unsupported", error=NotImplementedError)
 
 
+@_python_args(_PAD_SCHEMA)
 def pad(input, pad, mode: str = "constant", value: float | None = None, *,
         env: Environment | None = None):
     """``torch.nn.functional.pad`` over specs: the padded TensorSpec (or torch's error)."""

@@ -337,19 +337,34 @@ def test_fuzz_top_level(argv):
 
 
 # --------------------------------------------------------------------------------------
-# the slow suite: 10,000 random examples per command (symbols allowed in select/explain)
+# the slow suite: 10,000 random examples per command (symbolic selections, seconds each, get
+# their own 300)
 
 
 @pytest.mark.slow
 @SLOW
-@given(select_argv(rich=True))
+@given(select_argv(rich=True).map(_concrete))
 def test_fuzz_select_slow(argv):
+    check_contract(argv)
+
+
+SYMBOLIC_SHAPES = ["N,3,H,W", "N,C,8,8", "1,3,H", "N,3,H,W,D", "N,C,H,W", "4,3,K,K", "O,I,3,3",
+                   "8,C", "G,1,3,3"]
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, derandomize=False)
+@given(select_argv(rich=True), st.sampled_from(SYMBOLIC_SHAPES),
+       st.sampled_from(SYMBOLIC_SHAPES + ["4,3,3,3", "4,3,3"]))
+def test_fuzz_select_symbolic_slow(argv, inp, wgt):
+    argv = [a for a in argv]
+    argv += ["--input", inp, "--weight", wgt]
     check_contract(argv)
 
 
 @pytest.mark.slow
 @SLOW
-@given(explain_argv(rich=True))
+@given(explain_argv(rich=True).map(_concrete))
 def test_fuzz_explain_slow(argv):
     check_contract(argv)
 
