@@ -129,9 +129,9 @@ def test_same_environment_is_proved_identical():
 
 
 def test_sides_by_version_take_the_other_sides_build():
-    a, la, b, lb = resolve_sides("cuda-h100", "2.13")
+    _, _, b, lb = resolve_sides("cuda-h100", "2.13")
     assert b == preset("cuda-h100").replace(torch_version="2.13.0") and lb == "2.13"
-    a, la, b, lb = resolve_sides("2.4", "main")
+    a, _, b, _ = resolve_sides("2.4", "main")
     assert a == preset("cpu").replace(torch_version="2.4.0")
     assert b.torch_version == "2.15.0a0"
     with pytest.raises(ValueError):

@@ -263,6 +263,8 @@ class DiffResult:
     seconds: float
     box: dict
     box_samples: int
+    leaves: int = 0         # joint combinations of categorical facts compared
+    timing: dict = dataclasses.field(default_factory=dict)  # seconds per phase
     _ctx: Any = None
 
     @property
@@ -324,7 +326,7 @@ class DiffResult:
                 "dims": list(self.dims), "where": self.where, "verdict": self.verdict,
                 "notes": self.notes, "proof": self.proof, "unknown": self.unknown,
                 "counts": self.counts(), "box": {k: list(v) for k, v in self.box.items()},
-                "box_samples": self.box_samples,
+                "box_samples": self.box_samples, "leaves": self.leaves, "timing": self.timing,
                 "regions": [r.to_json() for r in self.regions],
                 "seconds": round(self.seconds, 4)}
 
