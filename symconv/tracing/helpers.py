@@ -37,6 +37,9 @@ def _ite(c, a, b):
 def tf_same_padding(size, kernel: int, stride: int):
     """TensorFlow 'SAME' padding along one axis: ``max(k - s, 0)`` when ``size % s == 0``,
     else ``max(k - size % s, 0)``; returns (before, after) as torch's helper splits it."""
+    if stride == 1:  # size % 1 == 0 always: max(k - 1, 0)
+        total = max(kernel - 1, 0)
+        return total // 2, total - total // 2
     r = _mod(size, stride)
     total = _ite(wrap(zexpr(r) == 0) if isinstance(r, SymInt) else r == 0,
                  max(kernel - stride, 0), _max0(kernel - r))
