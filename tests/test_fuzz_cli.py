@@ -34,7 +34,7 @@ from . import fuzz_strategies as fz
 DEFAULT = settings(max_examples=1000, deadline=None)
 SLOW = settings(max_examples=10_000, deadline=None, derandomize=False)
 
-COMMANDS = ["select", "explain", "map", "reach", "prove"]
+COMMANDS = ["select", "explain", "map", "reach", "prove", "trace", "diff"]
 
 
 class ReachedProver(BaseException):
@@ -263,6 +263,85 @@ def prove_argv(rich=False):
     return fz.built(_prove, rich)
 
 
+TRACE_MODELS = (["no_such_module_xyz:f", "nonexistent_dir/model.py:f", "tests/trace_models.py:nope",
+                 "tests/trace_models.py:", "tests/trace_models.py", ":f", "", "a:b:c",
+                 "tests/trace_models.py:1bad", "tests/:f", "x.py:f"]
+                + [j for j in fz.JUNK if ":" not in j or j in (":", "1:2")])
+TRACE_GOOD_MODEL = "tests/trace_models.py:resnet_small"
+TRACE_BAD = {
+    "--input": ["", "x" * 5000, "-1,3,8,8", "1,,3", "1.5,3", "99999999999999999999,3,8,8",
+                "1,2,3,4,5,6,7,8,9", "\udcff", "[", "1,3,8,8,"],
+    "--dtype": ["int8", "bool", "", "float128", "x"],
+    "--env": ["nope", "", "CPU", "cpu,seed"],
+}
+
+
+def _trace(c) -> list[str]:
+    """Trace inputs with one argument that must be refused (a model run costs seconds)."""
+    which = c.pick(["MODEL", "--input", "--dtype", "--env", "syntax"])
+    model = c.pick(TRACE_MODELS) if which == "MODEL" else TRACE_GOOD_MODEL
+    argv = ["trace", model] if not model.startswith("-") else ["trace", "--", model]
+    inputs = ["1,3,32,32"] if which != "--input" else [c.pick(TRACE_BAD["--input"])]
+    if c.coin():
+        inputs.append(c.pick(fz.SHAPE_POOL) if which != "--input" else "1,3,32,32")
+    for i in inputs:
+        argv += ["--input", i]
+    for flag in ("--dtype", "--env"):
+        if flag == which:
+            argv += [flag, c.pick(TRACE_BAD[flag])]
+        elif c.coin():
+            argv += [flag, c.pick({"--dtype": ["float32", "float64"],
+                                   "--env": ["cpu", "native", "seed"]}[flag])]
+    for f in ("--train", "--json"):
+        if c.coin():
+            argv.append(f)
+    if which == "syntax":
+        argv.append(c.pick(["--bogus", "--input", "--dtype", "-q"]))
+    if which == "MODEL" and model in ("", ":f") and c.coin():
+        argv = [a for a in argv if a != "--"]
+    return argv
+
+
+def trace_argv(rich=False):
+    return fz.built(_trace, rich)
+
+
+DIFF_OPTIONAL = [("--from", fz.PRESET_POOL + ["2.4", "2.13.0", "1.0", "9.9", "2.x"]),
+                 ("--to", fz.PRESET_POOL + ["2.4", "2.13.0", "1.0", "9.9", "2.x"]),
+                 ("--set-from", fz.SET_POOL), ("--set-to", fz.SET_POOL),
+                 ("--dims", ["1", "2", "3", "0", "4", "", "x"]), ("--where", fz.WHERE_POOL),
+                 ("--no-validate", None), ("--limit", ["0", "3", "-1", "x", ""]),
+                 ("--json", None)]
+
+
+@functools.lru_cache(maxsize=None)
+def _bad_diff_values() -> dict:
+    from symconv.cli._args import parse_env
+    from symconv.queries.where import parse_where
+    return {
+        "--from": ["nope", "", "CPU", "9.9.9.9", "x" * 300, "2.x"] + fz.JUNK[:20],
+        "--to": ["nope", "", "gpu", "abc", "-", "1.2.3.4.5"],
+        "--set-from": _refused(fz.SET_POOL, lambda v: parse_env("cpu", [v])),
+        "--set-to": _refused(fz.SET_POOL, lambda v: parse_env("cpu", [v])),
+        "--where": _refused(fz.WHERE_POOL, parse_where),
+        "--dims": ["0", "4", "", ",", "x", "-1", "1,4"],
+        "--limit": ["x", "", "1.5", "-1"],
+    }
+
+
+def _diff(c) -> list[str]:
+    """Diff inputs with one argument that must be refused (a comparison costs seconds)."""
+    argv = _argv(c, "diff", [], DIFF_OPTIONAL)
+    which = c.pick(sorted(_bad_diff_values()) + ["syntax"])
+    if which == "syntax":
+        return argv + [c.pick(["--bogus", "--where", "--from", "-q"])]
+    return argv + [which, c.pick(_bad_diff_values()[which])]
+
+
+def diff_argv(rich=False):
+    return fz.built(_diff, rich)
+
+
 # --------------------------------------------------------------------------------------
 # the default run: 1,000 derandomized examples per command
 
@@ -322,6 +401,18 @@ def check_prove(argv):
 @given(prove_argv())
 def test_fuzz_prove(argv):
     check_prove(argv)
+
+
+@DEFAULT
+@given(trace_argv())
+def test_fuzz_trace(argv):
+    check_contract(argv)
+
+
+@DEFAULT
+@given(diff_argv())
+def test_fuzz_diff(argv):
+    check_contract(argv)
 
 
 @DEFAULT
@@ -457,3 +548,17 @@ def test_non_utf8_argv():
             assert len(r["err"].splitlines()) == 1 and ": error: " in r["err"], shown
         if "--json" in case[-1:] and r["rc"] == 0:
             json.loads(r["out"])
+
+
+@pytest.mark.slow
+@SLOW
+@given(trace_argv(rich=True))
+def test_fuzz_trace_slow(argv):
+    check_contract(argv)
+
+
+@pytest.mark.slow
+@SLOW
+@given(diff_argv(rich=True))
+def test_fuzz_diff_slow(argv):
+    check_contract(argv)
