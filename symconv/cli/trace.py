@@ -102,7 +102,7 @@ def load_model(text: str, train: bool):
 # ---- formatting ----------------------------------------------------------------------------------
 
 def _size(x: Any) -> str:
-    return str(x)
+    return " ".join(str(x).split())  # Z3 breaks long terms over lines
 
 
 def _shape(s: Any) -> str:
