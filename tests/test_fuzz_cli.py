@@ -269,7 +269,8 @@ TRACE_MODELS = (["no_such_module_xyz:f", "nonexistent_dir/model.py:f", "tests/tr
                 + [j for j in fz.JUNK if ":" not in j or j in (":", "1:2")])
 TRACE_GOOD_MODEL = "tests/trace_models.py:resnet_small"
 TRACE_BAD = {
-    "--input": ["", "x" * 5000, "-1,3,8,8", "1,,3", "1.5,3", "99999999999999999999,3,8,8",
+    # (a symbol name is a valid size: "x" * 5000 would trace the model)
+    "--input": ["", "x-" * 2500, "-1,3,8,8", "1,,3", "1.5,3", "99999999999999999999,3,8,8",
                 "1,2,3,4,5,6,7,8,9", "\udcff", "[", "1,3,8,8,"],
     "--dtype": ["int8", "bool", "", "float128", "x"],
     "--env": ["nope", "", "CPU", "cpu,seed"],
@@ -318,9 +319,17 @@ DIFF_OPTIONAL = [("--from", fz.PRESET_POOL + ["2.4", "2.13.0", "1.0", "9.9", "2.
 def _bad_diff_values() -> dict:
     from symconv.cli._args import parse_env
     from symconv.queries.where import parse_where
+    from symconv.env import PRESETS, environment_for
+
+    def side(v):
+        if v == "native" or v in PRESETS:
+            return
+        environment_for(v, None)
+    sides = _refused(["nope", "", "CPU", "9.9.9.9", "x" * 300, "2.x", "gpu", "abc", "-",
+                      "1.2.3.4.5", "1.0", "99.0"] + fz.JUNK[:20], side)
     return {
-        "--from": ["nope", "", "CPU", "9.9.9.9", "x" * 300, "2.x"] + fz.JUNK[:20],
-        "--to": ["nope", "", "gpu", "abc", "-", "1.2.3.4.5"],
+        "--from": sides,
+        "--to": sides,
         "--set-from": _refused(fz.SET_POOL, lambda v: parse_env("cpu", [v])),
         "--set-to": _refused(fz.SET_POOL, lambda v: parse_env("cpu", [v])),
         "--where": _refused(fz.WHERE_POOL, parse_where),
