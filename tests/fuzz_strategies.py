@@ -130,7 +130,8 @@ def pool(values: list[str], rich: bool = False, max_size: int = 20) -> st.Search
 
 
 # --------------------------------------------------------------------------------------
-# Choosers: the builders of argument vectors ask a chooser for each choice. The default run
+# Choosers: the builders of argument vectors ask a chooser for each choice (``pick``: one
+# of the given values; ``value``: an argument's text, where the slow suite adds free text). The default run
 # uses a seeded random.Random per example (hypothesis draws only the seed: one draw instead
 # of a dozen, which is most of the cost of an example); the slow suite lets hypothesis draw
 # every choice (and free text on top of the pools), so it shrinks failures to small inputs.
@@ -142,6 +143,8 @@ class SeedChooser:
 
     def pick(self, values):
         return values[self.rng.randrange(len(values))]
+
+    value = pick
 
     def num(self, lo: int, hi: int) -> int:
         return self.rng.randint(lo, hi)
@@ -157,9 +160,12 @@ class DrawChooser:
         self.draw, self.rich = draw, rich
 
     def pick(self, values):
-        if values and all(isinstance(v, str) for v in values):
-            return self.draw(pool(values, self.rich))
+        """A structural choice: always one of ``values``."""
         return self.draw(st.sampled_from(values))
+
+    def value(self, values):
+        """An argument's text: one of ``values``, or (rich) free text and integers."""
+        return self.draw(pool(values, self.rich))
 
     def num(self, lo: int, hi: int) -> int:
         if (lo, hi) not in self._ints:

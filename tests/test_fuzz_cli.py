@@ -99,12 +99,12 @@ def _argv(c, cmd: str, required: list, optional: list, positional: list | None =
     parts: list[list[str]] = []
     for flag, p in required:
         if c.num(0, 19) > 0:  # 5%: leave a required option out
-            parts.append([flag, c.pick(p)])
+            parts.append([flag, c.value(p)])
     for _ in range(c.num(0, max_optional)):
         flag, p = c.pick(optional)
-        parts.append([flag] if p is None else [flag, c.pick(p)])
+        parts.append([flag] if p is None else [flag, c.value(p)])
     if positional is not None and c.num(0, 9) > 0:
-        parts.append([c.pick(positional[0])])
+        parts.append([c.value(positional[0])])
     noise = c.num(0, 29)
     if noise == 0:
         parts.append([c.pick(NOISE)])
