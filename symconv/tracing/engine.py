@@ -108,6 +108,9 @@ class PathRun:
         self.solver_calls = 0
         self._check_keys: set = set()
         self._pool = None
+        self._pt_state: dict = {}
+        self._decided: dict = {}
+        self._keep: list = []
         self.memo: dict = {}
         self.notes: set = set()
 
@@ -139,10 +142,27 @@ class PathRun:
             self._pool = pts
         return self._pool
 
+    def _alive(self, i: int, pt) -> bool:
+        """Is sampled point ``i`` inside the reached region (facts, path condition, checks)?
+        Evaluated incrementally: the lists only grow within a run."""
+        st = self._pt_state.get(i)
+        if st is None:
+            st = self._pt_state[i] = [0, 0, 0, True]  # facts, pc, checks seen; alive
+        if not st[3]:
+            return False
+        for idx, seq in ((0, self.facts), (1, self.pc), (2, [c.cond for c in self.checks])):
+            new = seq[st[idx]:]
+            if new:
+                st[idx] = len(seq)
+                v = z3.simplify(zsub(z3.And(*new) if len(new) > 1 else new[0], *pt))
+                if not z3.is_true(v):
+                    st[3] = False
+                    return False
+        return True
+
     def _sides_by_sampling(self, cond) -> tuple[bool, bool]:
         t_ok = f_ok = False
-        known = None
-        for pt in self._points():
+        for i, pt in enumerate(self._points()):
             if not pt:
                 break
             c = z3.simplify(zsub(cond, *pt))
@@ -154,10 +174,7 @@ class PathRun:
                     continue
             else:
                 continue
-            if known is None:
-                k = self._known()
-                known = z3.And(*k) if k else z3.BoolVal(True)
-            if not z3.is_true(z3.simplify(zsub(known, *pt))):
+            if not self._alive(i, pt):
                 continue
             if z3.is_true(c):
                 t_ok = True
@@ -173,6 +190,9 @@ class PathRun:
             return True
         if z3.is_false(cond):
             return False
+        known = self._decided.get(cond.get_id())
+        if known is not None:  # the same condition (or its negation) was decided on this path
+            return known
         i = len(self.decisions)
         if i < len(self.forced):
             value = self.forced[i]
@@ -191,6 +211,10 @@ class PathRun:
                 raise _Infeasible()
         self.decisions.append((cond, value))
         self.pc.append(cond if value else z3.Not(cond))
+        neg = z3.simplify(z3.Not(cond))
+        self._decided[cond.get_id()] = value
+        self._decided[neg.get_id()] = not value
+        self._keep.append((cond, neg))  # ids stay valid while the terms live
         return value
 
     def fixed_value(self, x: SymInt) -> int | None:

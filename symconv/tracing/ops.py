@@ -125,10 +125,20 @@ def wrap_dim(dim, ndim: int) -> int:
 
 
 def numel(shape):
+    """The product of sizes: ints multiplied first, one simplification for the symbolic rest."""
     r = 1
+    terms = []
     for s in shape:
-        r = r * s
-    return r
+        if isinstance(s, SymInt):
+            terms.append(s.e)
+        else:
+            r *= s
+    if not terms or r == 0:
+        return r
+    e = terms[0]
+    for t in terms[1:]:
+        e = e * t
+    return wrap(e * r if r != 1 else e)
 
 
 def _run_check(run, cond, err, msg):
