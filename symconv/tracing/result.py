@@ -267,16 +267,30 @@ class Trace:
         if getattr(self, "_dom2", None) is not None:
             return self._dom2
         base = z3.And(self.domain, *[s >= 2 for s in self._symbols.values()])
-        if not solver.check(base).sat:
+        samples = _sample_valid(base, self._symbols)
+        if not samples and not solver.check(base, timeout_ms=5000).sat:
             base = self.domain
-        terms = [t >= 2 for t in self._size_terms()]
-        if terms and solver.check(base, *terms).sat:
-            self._dom2 = z3.And(base, *terms)
+            samples = _sample_valid(base, self._symbols)
+        terms = self._size_terms()
+        if samples:
+            # the sampled valid point where most intermediate sizes are >= 2 decides which
+            # sizes can be kept >= 2 together (a witness, no solver query)
+            best, kept = -1, []
+            for p in samples:
+                subs = [(self._symbols[k], z3.IntVal(v)) for k, v in p.items()]
+                ok = [t for t in terms if _ev_int(t, subs) >= 2]
+                if len(ok) > best:
+                    best, kept = len(ok), ok
+            self._dom2 = z3.And(base, *[t >= 2 for t in kept]) if kept else base
+            return self._dom2
+        conds = [t >= 2 for t in terms]
+        if conds and solver.check(base, *conds, timeout_ms=5000).sat:
+            self._dom2 = z3.And(base, *conds)
             return self._dom2
         kept = []
-        for t in terms:
-            if solver.check(base, *kept, t).sat:
-                kept.append(t)
+        for c in conds:
+            if solver.check(base, *kept, c, timeout_ms=2000).sat:
+                kept.append(c)
         self._dom2 = z3.And(base, *kept) if kept else base
         return self._dom2
 
@@ -367,6 +381,11 @@ class Trace:
                 for k, s in self._symbols.items()}
         return tuple(torch.randn(_concrete_spec(s, vals, self._symbols).shape)
                      if isinstance(s, TensorSpec) else s for s in self.specs)
+
+
+def _ev_int(e, subs) -> int:
+    v = z3.simplify(zsub(e, *subs))
+    return v.as_long() if z3.is_int_value(v) else -1
 
 
 def _model_str(m, symbols):
@@ -485,9 +504,13 @@ def _facts(dom, s, samples=None, symbols=None) -> dict:
     hi = _max(dom, s, samples, symbols)
     best = (1, 0)
     if hi is None or hi - lo > 64:
-        w = solver.check(dom)
-        v = w.model.eval(s, model_completion=True).as_long()
-        seen = [p[str(s)] for p in (samples or [])] + [v]
+        seen = [p[str(s)] for p in (samples or [])]
+        if not seen:
+            w = solver.check(dom)
+            if not w.sat:
+                return {"min": lo, "max": hi, "mod": best}
+            seen = [w.model.eval(s, model_completion=True).as_long()]
+        v = seen[0]
         for m in _MODS:
             if m % best[0]:
                 continue
