@@ -153,6 +153,8 @@ def _api_call(c):
     args = [_symbolic_free(a) for a in _conv_args(c)]
     env = c.pick(ENVS)
     env = symconv.preset(env) if env in ("cpu", "cuda-h100") else env
+    if _known_seed_defect(env, args[8]):
+        args[8] = 1
     which = c.num(0, 2)
     if which == 0:
         return symconv.select_conv_backend, args, {"env": env}
@@ -275,6 +277,22 @@ def _known_env_defect(field, value) -> bool:
                                          ("cudnn_depthwise_kernel", z3.Bool("b"))])
 def test_known_env_defects(field, value):
     call_contract(_replace_env, field, value)
+
+
+def _known_seed_defect(env, groups) -> bool:
+    """symconv/shapes.py (another helper's file) divides by groups before checking it under
+    the seed's (torch 2.4) version gate: groups=0 is a ZeroDivisionError (found by the slow
+    run; reported; see test_known_seed_groups_zero_defect)."""
+    return isinstance(env, symconv.Environment) and env.torch_version.startswith("2.4") and \
+        (groups == 0 or groups == [0] or groups is False)
+
+
+@pytest.mark.xfail(reason="symconv/shapes.py: weight.size(0) % groups before the groups "
+                          "check under the seed's version gate (reported)", strict=False)
+def test_known_seed_groups_zero_defect():
+    T = symconv.TensorSpec
+    call_contract(symconv.select_conv_backend, T((1, 3, 8, 8)), T((1, 3, 8, 8)), None, 1, 0, 0,
+                  True, 0, 0, env=symconv.preset("seed"))
 
 
 def _query_call(c):

@@ -436,6 +436,13 @@ def test_fuzz_top_level(argv):
     check_contract(argv)
 
 
+@pytest.mark.xfail(reason="symconv/shapes.py divides by groups=0 under the seed's version gate "
+                          "(found by the slow API fuzz; reported)", strict=False)
+def test_known_seed_groups_zero_defect():
+    check_contract(["select", "--input", "1,3,8,8", "--weight", "1,3,8,8", "--groups", "0",
+                    "--env", "seed"])
+
+
 # --------------------------------------------------------------------------------------
 # the slow suite: 10,000 random examples per command (symbolic selections, seconds each, get
 # their own 300)
