@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from typing import Any
 
@@ -370,15 +371,22 @@ class Trace:
             self.export_dynamic_shapes()
         dom2 = z3.And(self._export_domain(), *self._export_region)
         syms = list(self._symbols.values())
-        r = None
+        vals = None
+        samples = _sample_valid(dom2, self._symbols)
+        for floor in (16, 8, 2):  # the smallest sampled point with every size >= floor
+            ok = [p for p in samples if min(p.values()) >= floor]
+            if ok:
+                vals = min(ok, key=lambda p: (math.prod(p.values()), sorted(p.items())))
+                break
         for lo in (32, 16, 8, 2):
+            if vals is not None:
+                break
             r = solver.check(dom2, *[s >= lo for s in syms], *[s <= 4096 for s in syms])
             if r.sat:
-                break
-        if r is None or not r.sat:
+                vals = {k: r.model.eval(s, model_completion=True).as_long()
+                        for k, s in self._symbols.items()}
+        if vals is None:
             raise ValueError("no valid point with every size >= 2")
-        vals = {k: r.model.eval(s, model_completion=True).as_long()
-                for k, s in self._symbols.items()}
         return tuple(torch.randn(_concrete_spec(s, vals, self._symbols).shape)
                      if isinstance(s, TensorSpec) else s for s in self.specs)
 
@@ -441,14 +449,20 @@ def _mode(model, train):
 
 # --- per-symbol facts and the readable form ---------------------------------------------
 
-def _min(dom, s):
-    if not solver.check(dom).sat:
-        return None
-    lo, hi = 0, 1
-    while not solver.check(dom, s <= hi).sat:
-        lo, hi = hi + 1, hi * 2
-        if hi > _BIG:
+def _min(dom, s, samples=None):
+    """The least value of ``s`` over ``dom`` (bisection; undecided queries count as
+    unsatisfiable, so the answer can only be too high, never too low)."""
+    vals = [p[str(s)] for p in (samples or [])]
+    if vals:
+        lo, hi = 0, min(vals)
+    else:
+        if not solver.check(dom).sat:
             return None
+        lo, hi = 0, 1
+        while not solver.check(dom, s <= hi).sat:
+            lo, hi = hi + 1, hi * 2
+            if hi > _BIG:
+                return None
     while lo < hi:  # smallest v with dom & s <= v satisfiable
         mid = (lo + hi) // 2
         if solver.check(dom, s <= mid).sat:
@@ -498,7 +512,7 @@ def _sample_valid(dom, symbols: dict) -> list:
 
 
 def _facts(dom, s, samples=None, symbols=None) -> dict:
-    lo = _min(dom, s)
+    lo = _min(dom, s, samples)
     if lo is None:
         return {"min": None, "max": None, "mod": (1, 0)}
     hi = _max(dom, s, samples, symbols)
