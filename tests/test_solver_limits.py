@@ -122,13 +122,20 @@ def test_reach_at_the_limit_is_unknown_never_unreachable(monkeypatch):
     assert "Mkldnn is unknown" in out and "100 ms" in out and "unreachable" not in out
 
 
-def test_prove_at_the_limit_is_unknown_never_proved():
+def test_prove_at_the_limit_is_unknown_never_refuted():
+    """With a 1 ms limit an invariant is proved (Z3 was quick enough) or unknown naming the
+    limit: never refuted, and any unknown fails the run."""
     rc, out, err = run_cli(["prove", "output_size_positive", "trunc_division_is_floor", "--dims",
                             "1", "--no-replay", "--jobs", "1", "--timeout", "0.001"])
-    assert rc == 1, (out, err)
-    assert ": proved:" not in out
-    assert "limits: 1 ms" in out, out
-    assert "0 proved" in out and "2 unknown" in out, out
+    lines = [ln for ln in out.splitlines() if ln.startswith("proofs/") and ": note:" not in ln]
+    assert len(lines) == 2, out
+    unknown = [ln for ln in lines if "unknown" in ln]
+    assert all(": proved:" in ln or "unknown" in ln for ln in lines), out
+    assert "refuted" not in " ".join(lines)
+    if unknown:
+        assert rc == 1 and "limits: 1 ms" in out, (rc, out)
+    else:
+        assert rc == 0, (rc, out, err)
 
 
 def _interrupt_soon(delay: float) -> threading.Timer:
