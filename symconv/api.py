@@ -38,7 +38,9 @@ def _param_list(x: Any, name: str) -> list:
         if isinstance(v, bool):
             raise TypeError(f"{name}[{i}] must be an int, got bool")
         if isinstance(v, str):
-            v = D.sym(v)
+            if not v.strip().isidentifier():
+                raise TypeError(f"{name}[{i}] must be an int or a symbol name, got {v!r:.60}")
+            v = D.sym(v.strip())
         elif D.is_symbolic(v):
             v = _symbolic_int(v, f"{name}[{i}]")
         elif not isinstance(v, int):
@@ -73,7 +75,9 @@ def _groups(g: Any) -> Any:
     if isinstance(g, bool):
         raise TypeError("groups must be an int, got bool")
     if isinstance(g, str):
-        return D.sym(g)
+        if not g.strip().isidentifier():
+            raise TypeError(f"groups must be an int or a symbol name, got {g!r:.60}")
+        return D.sym(g.strip())
     if D.is_symbolic(g):
         return _symbolic_int(g, "groups")
     if isinstance(g, int):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Sequence
 
 import torch
 import z3
@@ -20,8 +19,8 @@ from ..rules import RULES, ErrorOutcome, evaluate, first_failing
 from ..spec import TensorSpec, as_spec, channels_last_strides_2d, channels_last_strides_3d, \
     contiguous_strides
 from . import pretty, solve
-from .reach import Query, ReachResult, _targets, env_summary, reach, resolve_backend, resolve_env
-from .space import (DTYPES, FLAG_VARS, SPATIAL, Leaf, Pruned, _Evaluator, fact_text,
+from .reach import Query, _targets, env_summary, reach, resolve_backend, resolve_env
+from .space import (DTYPES, FLAG_VARS, SPATIAL, Leaf, _Evaluator, fact_text,
                     value_name)
 from .witness import Validation, Witness, replay
 
@@ -323,8 +322,14 @@ def explain(input, weight, bias, stride, padding, dilation, transposed, output_p
     from ..api import _groups, _param_list
     for vals, name in ((stride_l, "stride"), (padding_l, "padding"), (dilation_l, "dilation"),
                        (op_l, "output_padding")):
-        _param_list(vals, name)
-    _groups(groups)
+        if not all(isinstance(v, int) for v in _param_list(vals, name)):
+            raise TypeError(f"explain needs integer {name}, got {vals!r:.80} (symbols: use "
+                            "select_conv_backend or reach)")
+    if not isinstance(_groups(groups), int):
+        raise TypeError(f"explain needs an integer groups, got {groups!r:.80}")
+    if not (inp.is_concrete and w.is_concrete and (b is None or b.is_concrete)):
+        raise TypeError("explain needs concrete sizes (symbols: use select_conv_backend or "
+                        "reach)")
     call_text = _call_text(inp, w, b, stride_l, padding_l, dilation_l, transposed, op_l, groups)
     ex = Explanation(env_obj, label, call_text, None, None, None, [])
     try:
