@@ -29,17 +29,19 @@ for dtype, cl in ((torch.float32, False), (torch.float16, True)):
                 x = x.contiguous(memory_format=torch.channels_last)
                 w = w.contiguous(memory_format=torch.channels_last)
             args = (x, w, None, [s, s], [p, p], [1, 1], False, [0, 0], 1)
-            fns = {"torch": lambda: torch.convolution(*args),
-                   "symconv": lambda: symconv.convolution(*args)}
+            # both lambdas are timed within this iteration, so reading `args` late is fine
+            fns = {"torch": lambda: torch.convolution(*args),  # noqa: B023
+                   "symconv": lambda: symconv.convolution(*args)}  # noqa: B023
             res = {}
             for tag, f in fns.items():
                 for _ in range(20):
                     f()
                 torch.cuda.synchronize()
                 cpu, gpu = [], []
-                for r in range(7):
+                for _rep in range(7):
                     n = 100
-                    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    e0 = torch.cuda.Event(enable_timing=True)
+                    e1 = torch.cuda.Event(enable_timing=True)
                     torch.cuda.synchronize()
                     e0.record()
                     t0 = time.perf_counter()
@@ -51,7 +53,8 @@ for dtype, cl in ((torch.float32, False), (torch.float16, True)):
                     cpu.append((t1 - t0) / n * 1e6)
                     gpu.append(e0.elapsed_time(e1) / n * 1e3)
                 # device time of the kernels alone
-                with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                cuda_activity = torch.profiler.ProfilerActivity.CUDA
+                with torch.profiler.profile(activities=[cuda_activity]) as prof:
                     for _ in range(50):
                         f()
                     torch.cuda.synchronize()

@@ -9,7 +9,8 @@ from ``.gpuwork/old`` (a copy of an earlier checkout) instead of this one.
     python3 benchmarks/lower_parts.py
 
 On the H100 host (torch 2.11): a flag read 21-49 ns, ``x.shape`` 125 ns, ``x.stride()`` 101 ns,
-``x.dtype`` 55 ns, ``x.device`` 67 ns; the key's tensor and parameter parts 890 ns, built and looked up 1293 ns;
+``x.dtype`` 55 ns, ``x.device`` 67 ns; the key's tensor and parameter parts 890 ns, built and
+looked up 1293 ns;
 ``torch.cudnn_convolution`` 10.1 us, ``torch.ops.aten.cudnn_convolution.default`` 16.5 us.
 """
 import sys

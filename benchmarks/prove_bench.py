@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from proofs import report, runner  # noqa: E402
+from proofs import report, runner
 
 
 def main() -> int:

@@ -128,7 +128,8 @@ def main() -> None:
     print(f"  torch, building each cell's tensor (best of 3): {g['torch_build_s'] * 1e3:7.1f} ms  "
           f"{c / g['torch_build_s']:12,.0f} cells/s  -> symconv is "
           f"{g['torch_build_s'] / g['map_s']:.0f}x faster")
-    print(f"  torch, tensors prebuilt, select only (best of 3): {g['torch_select_s'] * 1e3:5.1f} ms  "
+    print("  torch, tensors prebuilt, select only (best of 3): "
+          f"{g['torch_select_s'] * 1e3:5.1f} ms  "
           f"{c / g['torch_select_s']:12,.0f} cells/s  -> symconv is "
           f"{g['torch_select_s'] / g['map_s']:.0f}x faster (target >= 100x)")
     print(f"  cells where symconv and torch disagree: {g['disagree']} of {c}; "

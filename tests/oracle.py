@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any
 
 import warnings
 
@@ -55,7 +54,7 @@ def _numel(shape) -> int:
 def build_tensor(t: dict | None) -> torch.Tensor | None:
     if t is None:
         return None
-    spec = tensor_spec(t)
+    tensor_spec(t)  # a malformed case fails here (TensorSpec checks it)
     shape = tuple(t["shape"])
     numel = 1
     for s in shape:
@@ -96,7 +95,8 @@ def flags(case: dict):
 
 
 def args(case: dict):
-    return (build_tensor(case["input"]), build_tensor(case["weight"]), build_tensor(case.get("bias")),
+    return (build_tensor(case["input"]), build_tensor(case["weight"]),
+            build_tensor(case.get("bias")),
             case["stride"], case["padding"], case["dilation"], case["transposed"],
             case["output_padding"], case["groups"])
 
@@ -218,7 +218,7 @@ class ConvWorker:
             return {"crash": code}
         return json.loads(line)
 
-    def start(self) -> "ConvWorker":
+    def start(self) -> ConvWorker:
         """Start the process now (it imports torch while the caller does other work)."""
         if self.proc is None or self.proc.poll() is not None:
             self._start()

@@ -29,7 +29,8 @@ def conv_case(draw, *, allow_invalid: bool = True, allow_huge: bool = True, exec
     stride = [draw(st.sampled_from([1, 1, 2, 3])) for _ in range(d)]
     dilation = [draw(st.sampled_from([1, 1, 1, 2])) for _ in range(d)]
     padding = [draw(st.integers(0, 3)) for _ in range(d)]
-    output_padding = [draw(st.integers(0, max(0, s - 1))) for s in stride] if transposed else [0] * d
+    output_padding = ([draw(st.integers(0, max(0, s - 1))) for s in stride] if transposed
+                      else [0] * d)
     spatial = []
     for i in range(d):
         need = dilation[i] * (kernel[i] - 1) + 1 - 2 * padding[i]
@@ -291,7 +292,7 @@ def _cap_execution_cost(case) -> None:
         j = i - 2
         k = w[2 + j] if 2 + j < len(w) else 1
 
-        def at(xs):
+        def at(xs, j=j):
             return xs[j] if len(xs) > j else xs[0] if xs else 1
         dil, pad = at(case["dilation"]), at(case["padding"])
         need = 1 if case["transposed"] else dil * (k - 1) + 1 - 2 * pad

@@ -12,11 +12,10 @@ import gzip
 import json
 import pathlib
 
-import pytest
 import torch
 
 import symconv
-from symconv import ConvBackend, Environment, TensorSpec
+from symconv import Environment, TensorSpec
 from symconv.errors import ConvValueError
 
 DATA = pathlib.Path(__file__).parent / "data" / "cuda_records.json.gz"

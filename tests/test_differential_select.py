@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 
 from tests import oracle
 from tests.strategies import conv_case

@@ -104,7 +104,8 @@ def test_wrap64_reproduces_int64_overflow():
 @given(x=st.integers(0, 60), k=st.integers(1, 7), p=st.integers(0, 5), s=st.integers(1, 4),
        d=st.integers(1, 3), op=st.integers(0, 3), g=st.integers(1, 3))
 def test_size_formulas_agree_across_domains(x, k, p, s, d, op, g):
-    X, K, P, S, Dl, O, G = (sympy.Symbol(n, integer=True) for n in ("X", "K", "P", "S", "Dl", "O", "G"))
+    X, K, P, S, Dl, O, G = (sympy.Symbol(n, integer=True)
+                            for n in ("X", "K", "P", "S", "Dl", "O", "G"))
     vals = {"X": x, "K": k, "P": p, "S": s, "Dl": d, "O": op, "G": g}
     out_i = shapes.conv_output_size([2, 3, x], [4, 3, k], [p], [s], [d])
     out_s = shapes.conv_output_size([2, 3, X], [4, 3, K], [P], [S], [Dl])
@@ -126,4 +127,5 @@ def test_numpy_formula_matches_int_elementwise():
     ks = np.array([rng.randint(1, 9) for _ in range(500)], dtype=np.int64)
     out = shapes.conv_output_size([1, 1, xs], [1, 1, ks], [1], [2], [1])[2]
     for i in range(500):
-        assert out[i] == shapes.conv_output_size([1, 1, int(xs[i])], [1, 1, int(ks[i])], [1], [2], [1])[2]
+        assert out[i] == shapes.conv_output_size([1, 1, int(xs[i])], [1, 1, int(ks[i])],
+                                                 [1], [2], [1])[2]

@@ -266,8 +266,8 @@ def _fix_formats(case):
     for key in ("input", "weight"):
         t = case[key]
         nd = len(t["shape"])
-        if t["memory_format"] == "channels_last" and nd != 4 or \
-                t["memory_format"] == "channels_last_3d" and nd != 5:
+        if (t["memory_format"] == "channels_last" and nd != 4) or \
+                (t["memory_format"] == "channels_last_3d" and nd != 5):
             t["memory_format"] = "contiguous"
         if t.get("strides") is not None and len(t["strides"]) != nd:
             t.pop("strides")
@@ -403,7 +403,7 @@ def test_same_warning_matches_torch():
             "print(repr(out))\n")
     res = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
                          timeout=300)
-    want = eval(res.stdout.strip().splitlines()[-1])  # noqa: S307 - our own repr
+    want = eval(res.stdout.strip().splitlines()[-1])  # our own repr
     got = []
     for k, d in WARNING_CALLS:
         with warnings.catch_warnings(record=True) as ws:

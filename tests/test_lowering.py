@@ -1,12 +1,12 @@
 """symconv.convolution / convolution_backward / the double backward against torch.
 
 Kernels run in a worker subprocess (tests/oracle.py's ``ConvWorker`` serving :func:`run_case`):
-torch can crash on valid input, and a crash must not take the test run down. A case is a JSON-able dict; the worker builds seeded
-tensors, runs ``torch.nn.functional.conv*`` (and autograd) as the reference and
-``symconv.convolution`` with symconv's selection and with every backend that symconv accepts
-as forced for the arguments, and compares: forward output, gradients through autograd (which
-run ``symconv.convolution_backward``), ``convolution_backward`` called directly, and for some
-cases the double backward. Errors must agree (type and first line).
+torch can crash on valid input, and a crash must not take the test run down. A case is a JSON-able
+dict; the worker builds seeded tensors, runs ``torch.nn.functional.conv*`` (and autograd) as the
+reference and ``symconv.convolution`` with symconv's selection and with every backend that symconv
+accepts as forced for the arguments, and compares: forward output, gradients through autograd (which
+run ``symconv.convolution_backward``), ``convolution_backward`` called directly, and for some cases
+the double backward. Errors must agree (type and first line).
 
 Tolerance: float64 references; symconv's error may be at most 4x torch's own error (plus a
 dtype epsilon scaled by the output's magnitude). When symconv runs the kernel torch selects,
@@ -147,7 +147,7 @@ def run_case(case: dict) -> dict:
             torch_sel = ConvBackend.from_torch(torch._C._select_conv_backend(
                 x, w, b, case["stride"], case["padding"], case["dilation"], case["transposed"],
                 case["output_padding"], case["groups"])).name
-        except Exception as e:  # noqa: BLE001
+        except Exception:  # noqa: BLE001
             torch_sel = "error"
         out["torch_selected"] = torch_sel
         try:
@@ -347,7 +347,8 @@ def _t(shape, dtype="float32", mf="contiguous", **kw) -> dict:
 def _case(inp, wgt, bias=None, stride=1, padding=0, dilation=1, transposed=False,
           output_padding=0, groups=1, flags=None, force=None, seed=0, double=False) -> dict:
     nd = len(wgt["shape"]) - 2
-    ex = (lambda v: list(v) if isinstance(v, (list, tuple)) else [v] * nd)
+    def ex(v):
+        return list(v) if isinstance(v, (list, tuple)) else [v] * nd
     return {"input": inp, "weight": wgt, "bias": bias, "stride": ex(stride),
             "padding": ex(padding), "dilation": ex(dilation), "transposed": transposed,
             "output_padding": ex(output_padding), "groups": groups, "flags": flags or {},
@@ -562,11 +563,11 @@ def test_forcing_names_the_failing_condition():
         _plan(x, w, backend="SlowDilated2d")
     with pytest.raises(ConvError, match="'use_nnpack' does not hold: batch 2 < 16"):
         _plan(x, w, backend=ConvBackend.NnpackSpatial)
-    with pytest.raises(ConvError, match="'not dilated' does not hold"):
+    with pytest.raises(ConvError, match=r"'not dilated' does not hold"):
         _plan(x, w, dilation=2, backend="Slow2d")
-    with pytest.raises(ConvError, match="'input is 5-D"):
+    with pytest.raises(ConvError, match=r"'input is 5-D"):
         _plan(x, w, backend="Slow3d")
-    with pytest.raises(ConvError, match="'input is on CUDA'|'use_cudnn' does not hold: the "
+    with pytest.raises(ConvError, match=r"'input is on CUDA'|'use_cudnn' does not hold: the "
                                         "input is not on CUDA|this build has no cuDNN"):
         _plan(x, w, backend="Cudnn")
     with pytest.raises(ConvError, match="'input is not empty"):
@@ -574,7 +575,7 @@ def test_forcing_names_the_failing_condition():
     with pytest.raises(ConvError, match="'input has zero batch or zero channels' does not hold"):
         _plan(x, w, backend="Empty")
     with torch.backends.mkldnn.flags(enabled=False):
-        with pytest.raises(ConvError, match="torch.backends.mkldnn.enabled is False"):
+        with pytest.raises(ConvError, match=r"torch.backends.mkldnn.enabled is False"):
             _plan(x, w, backend="Mkldnn")
     with pytest.raises(ConvError, match="float32 heuristic"):
         _plan(torch.zeros(1, 4, 8, 8), torch.zeros(4, 4, 1, 1), backend="Mkldnn")
@@ -686,7 +687,7 @@ def _props_call(draw):
 
     def props(shape, channels_last, rg):
         if channels_last:
-            n_, c, h, w_ = shape
+            _n, c, h, w_ = shape
             strides = (h * w_ * c, 1, w_ * c, c)
         else:
             strides = L._contiguous_strides(shape)

@@ -199,8 +199,8 @@ def _mutate(draw, case, n, transposed, lazy):
 def _fix(case):
     t = case["input"]
     nd = len(t["shape"])
-    if t["memory_format"] == "channels_last" and nd != 4 or \
-            t["memory_format"] == "channels_last_3d" and nd != 5:
+    if (t["memory_format"] == "channels_last" and nd != 4) or \
+            (t["memory_format"] == "channels_last_3d" and nd != 5):
         t["memory_format"] = "contiguous"
     if t.get("strides") is not None and len(t["strides"]) != nd:
         t.pop("strides")
@@ -380,12 +380,12 @@ def test_pad_matches_torch_slow(worker, case):
 
 
 def test_check_module_args_messages():
-    with pytest.raises(ValueError, match="^padding='same' is not supported for strided"):
+    with pytest.raises(ValueError, match=r"^padding='same' is not supported for strided"):
         symconv.check_module_args(torch.nn.Conv2d, 3, 8, 3, stride=2, padding="same")
-    with pytest.raises(ValueError, match="^groups must be a positive integer$"):
+    with pytest.raises(ValueError, match=r"^groups must be a positive integer$"):
         symconv.check_module_args(torch.nn.Conv2d, in_channels=3, out_channels=8,
                                   kernel_size=3, groups=0)
-    with pytest.raises(ValueError, match='^Only "zeros" padding mode is supported for '
+    with pytest.raises(ValueError, match=r'^Only "zeros" padding mode is supported for '
                                          'LazyConvTranspose2d$'):
         symconv.check_module_args("LazyConvTranspose2d", 8, 3, padding_mode="reflect")
     spec = symconv.check_module_args(torch.nn.Conv2d, 4, 8, (3, 5), padding="same",

@@ -10,7 +10,6 @@ import warnings
 import pytest
 import torch
 
-import symconv
 from symconv import ConvError
 from symconv import nn as snn
 

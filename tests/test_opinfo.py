@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("expecttest")
 
-from tests import oracle_functional as O  # noqa: E402
+from tests import oracle_functional as O
 
 DEFAULT_DTYPES = ["float32", "float64", "complex64", "int64"]
 ALL_DTYPES = ["float32", "float64", "bfloat16", "float16", "complex64", "complex128", "int64"]

@@ -262,9 +262,9 @@ def test_mutation_makes_the_proof_fail(name, monkeypatch):
     assert not res.error, res.error
     assert res.groups, "the mutation scope must apply"
     # a definite verdict (not a timeout) that differs from the expected one
+    kept = [(str(g.group), g.verdict, g.expected) for g in res.groups]
     assert any(g.verdict in ("proved", "refuted") and g.verdict != g.expected
-               for g in res.groups), (f"{name} kept its expected verdict under the mutation: "
-                                      f"{[(str(g.group), g.verdict, g.expected) for g in res.groups]}")
+               for g in res.groups), f"{name} kept its expected verdict under the mutation: {kept}"
 
 
 @pytest.mark.parametrize("name,dims,envs", [
@@ -344,7 +344,7 @@ def test_docs_cover_the_catalogue():
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, argument, capsys):
     code = cli_main(argv)
-    out, err = capsys.readouterr()
+    _out, err = capsys.readouterr()
     assert code == 2
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1, err

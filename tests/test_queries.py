@@ -14,7 +14,6 @@ import json
 import pathlib
 import random
 
-import numpy as np
 import pytest
 import torch
 import z3
@@ -252,7 +251,7 @@ def test_explain_names_the_failing_conditions_and_the_smallest_change():
     assert names[:3] == ["mkldnn_empty", "empty", "zero_numel"]
     first = ex.reasons[0]
     assert "N == 0 or C == 0" in first.text() and "N = 8" in first.text()
-    cud = [r for r in ex.reasons if r.rule == "cudnn"][0]
+    cud = next(r for r in ex.reasons if r.rule == "cudnn")
     assert cud.categorical and "cudnn_version=None" in cud.text()
     want = ex.want
     assert want.verdict == "reachable"
@@ -269,7 +268,6 @@ def test_explain_want_unreachable_and_invalid_calls():
                   want="Slow2d")
     assert bad.error.startswith("RuntimeError: Calculated padded input size")
     assert bad.want.verdict == "reachable"
-    x = torch.empty(8, 3, 2, 2)
     # the suggested change makes the call valid and picks Slow2d
     assert bad.want.witness.symconv_backend() == ConvBackend.Slow2d
 

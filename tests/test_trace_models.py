@@ -36,7 +36,8 @@ SMALL_L = list(range(0, 800, 13)) + [399, 400, 401, 719, 720]
 def default_grid(case: tm.ModelCase) -> list[dict]:
     names = symbols_of(case.inputs)
     if "L" in names:
-        return grid_points({"N": [1], "L": SMALL_L}) + grid_points({"N": [0, 2], "L": [0, 400, 720]})
+        return (grid_points({"N": [1], "L": SMALL_L})
+                + grid_points({"N": [0, 2], "L": [0, 400, 720]}))
     return (grid_points({"N": [1], "H": SMALL_HW, "W": SMALL_HW})
             + [{"N": n, "H": h, "W": h} for n in (0, 2) for h in (0, 1, 17, 32)])
 
