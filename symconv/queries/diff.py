@@ -406,13 +406,34 @@ def _zi(x) -> Any:
     return D.to_z3(x)
 
 
+_TRUE = z3.BoolVal(True)
+_FALSE = z3.BoolVal(False)
+_TRUE_ID = _TRUE.get_id()
+_FALSE_ID = _FALSE.get_id()
+
+
 def _and(*xs):
-    xs = [x for x in xs if not z3.is_true(x)]
-    if any(z3.is_false(x) for x in xs):
-        return z3.BoolVal(False)
-    if not xs:
-        return z3.BoolVal(True)
-    return xs[0] if len(xs) == 1 else z3.And(*xs)
+    """``z3.And`` without its per-argument coercion (a tenth of the cost; the leaves build
+    thousands of these), dropping ``True`` and short-cutting ``False``."""
+    kept = []
+    for x in xs:
+        if not isinstance(x, z3.ExprRef):
+            x = _zb(x)
+        i = x.get_id()
+        if i == _TRUE_ID:
+            continue
+        if i == _FALSE_ID:
+            return _FALSE
+        kept.append(x)
+    if not kept:
+        return _TRUE
+    if len(kept) == 1:
+        return kept[0]
+    ctx = kept[0].ctx
+    arr = (z3.Ast * len(kept))()
+    for i, x in enumerate(kept):
+        arr[i] = x.as_ast()
+    return z3.BoolRef(z3.z3core.Z3_mk_and(ctx.ref(), len(kept), arr), ctx)
 
 
 class _SideCtx:
@@ -479,7 +500,7 @@ def _error_cases(side: _SideCtx, st: Structure) -> tuple[list, Any]:
     for name, cond in side.checks(st):
         label = ("crash",) if name == "__crash__" else ("error", name)
         f = _and(*(prev + [z3.Not(cond)]))
-        if not z3.is_false(f):
+        if f.get_id() != _FALSE_ID:
             cases.append((f, label))
         prev.append(cond)
     return cases, _and(*prev)
@@ -494,7 +515,7 @@ def _rule_cases(side: _SideCtx, space: Space, leaf, st: Structure, assign: dict,
     for rname, terms in leaf.parts.items():
         rule = next(r for r in RULES if r.name == rname)
         f = _and(valid, *[t for _, t in terms])
-        if z3.is_false(f):
+        if f.get_id() == _FALSE_ID:
             continue
         if isinstance(rule.outcome, ErrorOutcome):
             out.append((f, ("error", rule.outcome.name)))
@@ -606,6 +627,8 @@ class _Plan:
     where: Where
     dims: tuple
     bounded_padding: bool = False
+    describe_cache: dict = dataclasses.field(default_factory=dict)
+    names_cache: dict = dataclasses.field(default_factory=dict)
 
     def domain(self, st: Structure):
         """The calls compared. When one side has the padding bound and the other has not,
@@ -707,7 +730,8 @@ def _flags(space: Space, dims: int, assign: dict) -> dict:
 def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
          dims: int | Sequence[int] | None = None, where: str | Sequence[str] | Where | None = None,
          validate: bool = True, box: dict | None = None, box_samples: int = 2048,
-         seed: int = 0, simplify_budget_s: float = 2.0, progress=None) -> DiffResult:
+         seed: int = 0, simplify_budget_s: float = 2.0, minimize: bool = False,
+         progress=None) -> DiffResult:
     """Every region of calls where ``env_a`` and ``env_b`` answer differently: the selected
     backend, its memory format, the output shape, or the error.
 
@@ -717,6 +741,8 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     answered by symconv's concrete path on both sides and, where this process is one of the
     sides, by torch) and its estimated share of a bounded box (``box``: name or prefix ->
     inclusive range, default :data:`DEFAULT_BOX`). ``verdict == 'no difference'`` is a proof.
+    A witness is any call of its region with as many values as possible at their preferred
+    values (strides 1, paddings 0, ...); ``minimize=True`` also shrinks the others (slower).
     """
     t0 = time.perf_counter()
     ea, la, eb, lb = resolve_sides(env_a, env_b)
@@ -796,7 +822,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     for r in regions:
         if not r.unknown:
             first = getattr(r, "parts", [r])[0]
-            _witness(plan, r, first, sa, solvers[r.structure.key], validate)
+            _witness(plan, r, first, sa, solvers[r.structure.key], validate, minimize)
     t_describe = time.perf_counter() - t0 - t_explore
     timing = {"explore_compare": t_explore, "describe_coverage_witness": t_describe}
     if regions:
@@ -887,21 +913,40 @@ def _compare(plan: _Plan, st: Structure, s: z3.Solver, assign: dict, ca: list, c
         else:
             g = _and(fa, fb)
             kind = _kind(la_, lb_)
-        if z3.is_false(g):
+        if g.get_id() == _FALSE_ID:
             continue
         cands.append((g, la_, lb_, kind))
     if not cands:
         return out, 0
-    if len(cands) > 1:  # one query first: most leaves have no difference at all
+    # one query asks whether any of the remaining pairs can hold; its model shows which do
+    # (each of those is a region, the model its proof), and they leave the query. Most leaves
+    # end at the first query (unsat: none of the pairs can hold, a proof).
+    sat_by = {}
+    rest = list(range(len(cands)))
+    while rest:
+        g_any = cands[rest[0]][0] if len(rest) == 1 else z3.Or(*[cands[i][0] for i in rest])
         pairs += 1
-        v, _ = _check(s, st, z3.Or(*[c[0] for c in cands]))
+        v, why, m = _check(s, st, g_any)
         if v == "unsat":
-            return out, pairs
-    for g, la_, lb_, kind in cands:
-        pairs += 1
-        v, why = _check(s, st, g)
-        if v == "unsat":
+            break
+        if v != "sat":  # undecided together: ask each pair on its own
+            for i in rest:
+                if len(rest) > 1:
+                    pairs += 1
+                    sat_by[i] = _check(s, st, cands[i][0])[:2]
+                else:
+                    sat_by[i] = (v, why)
+            break
+        hit = [i for i in rest if z3.is_true(m.eval(cands[i][0], model_completion=True))]
+        if not hit:  # pragma: no cover - the model satisfies the disjunction
+            raise AssertionError("diff: a model of the disjunction satisfies no pair")
+        for i in hit:
+            sat_by[i] = ("sat", "")
+        rest = [i for i in rest if i not in hit]
+    for i, (g, la_, lb_, kind) in enumerate(cands):
+        if i not in sat_by or sat_by[i][0] == "unsat":
             continue
+        v, why = sat_by[i]
         facts = {"dims": st.dims, "transposed": st.transposed}
         facts.update(assign)
         r = DiffRegion(facts, outcome_text(la_), outcome_text(lb_), [], kind, st, dict(assign),
@@ -921,9 +966,23 @@ def _flat_and(e) -> list:
     return [e]
 
 
-def _check(s: z3.Solver, st: Structure, g) -> tuple[str, str]:
-    """Satisfiability of ``g`` with the solver's context: small values first (every symbol in
-    [-64, 64], under an assumption literal added once per solver), then unbounded."""
+def _check(s: z3.Solver, st: Structure, g) -> tuple[str, str, Any]:
+    """Satisfiability of ``g`` with the solver's context: ``(verdict, reason, model or
+    None)``. Small values first (every symbol in [-64, 64], under an assumption literal added
+    once per solver), then unbounded. Memoised per solver on the term (the same term under the
+    same assertions has the same answer)."""
+    cache = getattr(s, "_diff_cache", None)
+    if cache is None:
+        cache = s._diff_cache = {}  # type: ignore[attr-defined]
+    hit = cache.get(g.get_id())
+    if hit is not None:
+        return hit[1]
+    out = _check_uncached(s, st, g)
+    cache[g.get_id()] = (g, out)  # the term is kept alive, so its id is not reused
+    return out
+
+
+def _check_uncached(s: z3.Solver, st: Structure, g) -> tuple[str, str, Any]:
     lit = getattr(s, "_diff_bound", None)
     if lit is None:
         lit = z3.Bool("__diff_bound")
@@ -939,14 +998,133 @@ def _check(s: z3.Solver, st: Structure, g) -> tuple[str, str]:
         finally:
             s.set("rlimit", 0)
         if small == z3.sat:
-            return "sat", ""
-        return solve.verdict(s)
+            return "sat", "", s.model()
+        # large values (64-bit indexing, big channel counts): try the structure's probe points
+        # (numpy) before the unbounded search; a hit is confirmed by Z3 with every symbol fixed
+        m = _probe(s, st, g)
+        if m is not None:
+            return "sat", "", m
+        v, why = solve.verdict(s)
+        return v, why, (s.model() if v == "sat" else None)
     finally:
         s.pop()
 
 
+_PROBE_N = 1024
+_SMALL = np.arange(0, 6)
+_MID = np.array([7, 8, 16, 31, 32, 33, 64, 1024])
+_LARGE = np.array([2**15, 2**16, 2**20, 2**30, 2**31 - 1, 2**31, 2**32, 2**62,
+                   D.INT64_MAX], dtype=object)
+
+
+def _probe_points(st: Structure) -> dict:
+    """Fixed pseudo-random calls of a structure (object arrays: no int64 overflow): each
+    integer small, mid-sized or huge; half of them with consistent channel counts, a quarter
+    depthwise (``C == G``)."""
+    rng = np.random.default_rng(1234)
+    n = _PROBE_N
+    out = {}
+    for name in st.symbols:
+        kind = rng.random(n)
+        small = rng.choice(_SMALL, n).astype(object)
+        if name.startswith(("stride", "dil")):
+            small = small + 1
+        mid = rng.choice(_MID, n).astype(object)
+        large = rng.choice(_LARGE, n)
+        out[name] = np.where(kind < 0.5, small, np.where(kind < 0.7, mid, large))
+    sel = rng.random(n)
+    g = out["G"]
+    m = rng.integers(1, 5, n).astype(object)
+    cons = sel < 0.5
+    if st.transposed:
+        out["C"] = np.where(cons, m * g, out["C"])
+    else:
+        out["C"] = np.where(cons, out["Cg"] * g, out["C"])
+        out["Cout"] = np.where(cons, m * g, out["Cout"])
+        dw = sel < 0.25
+        out["Cg"] = np.where(dw, 1, out["Cg"])
+        out["C"] = np.where(dw, g, out["C"])
+    return out
+
+
+def _probe(s: z3.Solver, st: Structure, g) -> Any:
+    """A model of the solver's assertions and ``g`` among the structure's probe points, or
+    ``None``. numpy finds the candidate (the per-solver memo shares the assertions' and the
+    leaves' common subterms across queries); Z3 confirms it with every symbol fixed, so a
+    result is always a real model."""
+    pr = getattr(s, "_diff_probe", None)
+    if pr is None:
+        pts = _probe_points(st)
+        env = dict(pts)
+        env["__diff_bound"] = np.zeros(_PROBE_N, dtype=bool)
+        lit = s._diff_bound  # type: ignore[attr-defined]
+        base = [a for a in s.assertions() if not _mentions(a, lit)]
+        pr = s._diff_probe = {"pts": pts, "env": env, "memo": {}, "base": _and(*base),
+                              "ok": True}  # type: ignore[attr-defined]
+    if not pr["ok"]:
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            hold = np.logical_and(
+                np.broadcast_to(np.asarray(np_eval(pr["base"], pr["env"], pr["memo"]),
+                                           dtype=bool), (_PROBE_N,)),
+                np.broadcast_to(np.asarray(np_eval(g, pr["env"], pr["memo"]), dtype=bool),
+                                (_PROBE_N,)))
+    except (NotImplementedError, KeyError, TypeError, ValueError, OverflowError):
+        pr["ok"] = False  # a term numpy cannot evaluate: Z3 alone decides
+        return None
+    idx = np.flatnonzero(hold)
+    for i in idx[:3]:
+        s.push()
+        try:
+            s.add(g)
+            s.add(*[x == int(pr["pts"][n][i]) for n, x in st.symbols.items()])
+            s.set("rlimit", solve.STEP_RLIMIT)
+            try:
+                if s.check() == z3.sat:
+                    return s.model()
+            finally:
+                s.set("rlimit", 0)
+        finally:
+            s.pop()
+    return None
+
+
+def _mentions(e, x) -> bool:
+    todo, seen = [e], set()
+    xid = x.get_id()
+    while todo:
+        t = todo.pop()
+        i = t.get_id()
+        if i == xid:
+            return True
+        if i in seen:
+            continue
+        seen.add(i)
+        if z3.is_app(t):
+            todo.extend(t.children())
+    return False
+
 
 def _describe(plan: _Plan, r: DiffRegion, sa: Space, deadline: float) -> None:
+    """The region's readable conditions. Leaves share formulas (the same rule terms under
+    different flags), so the text is memoised on the structure, the kind, the formula and the
+    tensor facts that the named sub-predicates read."""
+    st = r.structure
+    full = sa.full(st.dims, r.assign)
+    tkey = tuple(full.get(k) for k in TENSOR_VARS)
+    cache = plan.describe_cache
+    key = (st.key, r.kind, r.formula.get_id(), tkey)
+    hit = cache.get(key)
+    if hit is not None:
+        r.conditions = list(hit[1])
+        return
+    _describe_uncached(plan, r, sa, deadline, tkey)
+    cache[key] = (r.formula, list(r.conditions))
+
+
+def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, deadline: float,
+                       tkey: tuple) -> None:
     st = r.structure
     prefix = []
     ctx = [st.symbols[n] >= 0 for n in st.sizes] + [plan.where.formula(st), plan.domain(st)]
@@ -964,7 +1142,10 @@ def _describe(plan: _Plan, r: DiffRegion, sa: Space, deadline: float) -> None:
             ctx.append(_and(*checks))
             f = _and(*kept)
     try:
-        names = pretty.named_terms(sa.leaf_ctx(st, r.assign))
+        nkey = (st.key, tkey)
+        names = plan.names_cache.get(nkey)
+        if names is None:
+            names = plan.names_cache[nkey] = pretty.named_terms(sa.leaf_ctx(st, r.assign))
         e = pretty.abstract(f, names)
     except Exception:  # noqa: BLE001 - naming is cosmetic; the raw formula is exact
         e = f
@@ -976,7 +1157,7 @@ def _describe(plan: _Plan, r: DiffRegion, sa: Space, deadline: float) -> None:
 
 
 def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solver,
-             validate: bool) -> None:
+             validate: bool, minimize: bool = False) -> None:
     st = r.structure
     values = None
     s.push()
@@ -992,10 +1173,10 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solv
         finally:
             s.set("rlimit", 0)
         if small == z3.sat:
-            values = solve.minimise(s, st.symbols)
+            values = solve.minimise(s, st.symbols, shrink=minimize)
         s.pop()
         if values is None:
-            values = solve.minimise(s, st.symbols)
+            values = solve.minimise(s, st.symbols, shrink=minimize)
     finally:
         s.pop()
     if values is None:  # pragma: no cover - the pair was just found satisfiable

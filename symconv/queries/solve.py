@@ -8,7 +8,8 @@ proof.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import z3
 
@@ -74,7 +75,8 @@ STEP_RLIMIT = 5_000_000  # Z3 resource units per search step (deterministic, unl
 
 
 def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
-             budget_s: float = 60.0, step_rlimit: int = STEP_RLIMIT) -> dict | None:
+             budget_s: float = 60.0, step_rlimit: int = STEP_RLIMIT,
+             shrink: bool = True) -> dict | None:
     """A model of the solver's assertions with values close to ``targets`` (default: the
     preferred values: strides, dilations and groups 1, paddings 0, sizes 1).
 
@@ -83,7 +85,8 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
     set, so the final model always satisfies the assertions. ``None`` when the assertions are
     not satisfiable (or the first check is undecided). Steps are bounded by Z3's resource
     limit, not by time, so the answer does not depend on the machine's load (``budget_s`` is
-    only a safety net).
+    only a safety net). ``shrink=False`` stops after pinning (no binary search on the
+    symbols that could not be pinned): a valid model at a fraction of the cost.
     """
     deadline = time.monotonic() + budget_s
     names = sorted(symbols, key=_order_key)
@@ -141,7 +144,7 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
                 model = s.model()
             else:
                 s.pop()
-        for n in names:
+        for n in (names if shrink else ()):
             x = symbols[n]
             cur = model.eval(x, model_completion=True).as_long()
             lo, hi = 0, abs(cur - tgt[n])
