@@ -28,7 +28,7 @@ import z3
 
 __all__ = [
     "INT", "SYMPY", "Z3", "NUMPY", "kind", "is_concrete", "is_symbolic", "cdiv", "cmod",
-    "floordiv", "floormod", "min_", "max_", "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_",
+    "floordiv", "floormod", "floordiv_total", "floormod_total", "cdiv_total", "min_", "max_", "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_",
     "not_", "ite", "any_", "all_", "prod", "TruncDiv", "TruncMod", "to_z3", "to_sympy",
     "simplify", "truth", "INT64_MAX", "INT_MAX", "sym",
 ]
@@ -302,6 +302,78 @@ def floormod(a: Any, b: Any) -> Any:
     if k == INT:
         return int(a) % int(b)
     return np.mod(a, b)
+
+
+def _is_pos_literal(b: Any) -> bool:
+    if isinstance(b, z3.ExprRef):
+        return z3.is_int_value(b) and b.as_long() > 0
+    return isinstance(b, (int, np.integer)) and not isinstance(b, bool) and b > 0
+
+
+def _zero_guard(b: Any, value: Any) -> Any:
+    """``value`` where ``b != 0`` and 0 where ``b == 0`` (symbolic domains)."""
+    k = kind(b, value)
+    if k == Z3:
+        return z3.If(_z3(b) == 0, z3.IntVal(0), _z3(value))
+    if k == SYMPY:
+        return sympy.Piecewise((sympy.Integer(0), sympy.Eq(_sp(b), 0)), (_sp(value), True))
+    return value
+
+
+def floordiv_total(a: Any, b: Any) -> Any:
+    """Python ``a // b`` as a total function of symbols: the value is 0 where ``b == 0``.
+
+    Concrete operands behave as Python (``ZeroDivisionError: integer division or modulo by
+    zero``). Symbolic results never contain Z3's or SymPy's unspecified ``x / 0``, so a formula
+    built with it is a function of its symbols alone; a caller that divides by a possibly-zero
+    size records ``b != 0`` itself (the error Python would raise).
+    """
+    if type(a) is int and type(b) is int:
+        if b == 0:
+            raise ZeroDivisionError("integer division or modulo by zero")
+        return a // b
+    k = kind(a, b)
+    if k == INT:
+        return floordiv_total(int(a), int(b))
+    if k == NUMPY:
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        return np.where(b == 0, 0, np.floor_divide(a, np.where(b == 0, 1, b)))
+    if _is_pos_literal(b):
+        return _z3(a) / _z3(b) if k == Z3 else floordiv(a, b)
+    if k == Z3:
+        a, b = _z3(a), _z3(b)
+        return z3.If(b == 0, z3.IntVal(0), z3.If(b > 0, a / b, (-a) / (-b)))
+    return _zero_guard(b, floordiv(a, b))
+
+
+def floormod_total(a: Any, b: Any) -> Any:
+    """Python ``a % b`` as a total function of symbols: the value is ``a`` where ``b == 0``
+    (``a - b * floordiv_total(a, b)``); concrete operands behave as Python
+    (``ZeroDivisionError: integer modulo by zero``)."""
+    if type(a) is int and type(b) is int:
+        if b == 0:
+            raise ZeroDivisionError("integer modulo by zero")
+        return a % b
+    k = kind(a, b)
+    if k == INT:
+        return floormod_total(int(a), int(b))
+    if k == Z3 and _is_pos_literal(b):
+        return _z3(a) % _z3(b)
+    if k == Z3:
+        a, b = _z3(a), _z3(b)
+    return a - b * floordiv_total(a, b)
+
+
+def cdiv_total(a: Any, b: Any) -> Any:
+    """C++ ``a / b`` (:func:`cdiv`) as a total function of symbols: 0 where ``b == 0``.
+
+    Concrete operands raise as :func:`cdiv` does."""
+    if type(a) is int and type(b) is int:
+        return cdiv(a, b)
+    k = kind(a, b)
+    if k in (INT, NUMPY) or _is_pos_literal(b):
+        return cdiv(a, b)
+    return _zero_guard(b, cdiv(a, b))
 
 
 def min_(a: Any, b: Any) -> Any:
