@@ -151,6 +151,38 @@ def test_np_eval_has_z3_semantics():
             assert got == want, (e, xv, yv)
 
 
+def test_probe_finds_a_real_model_with_huge_values():
+    # a condition only huge sizes meet (Z3's small-value pass cannot): the numpy probe points
+    # find a candidate and Z3 confirms it with every symbol fixed
+    from symconv.queries import solve as S
+    from symconv.queries.diff import _check, _probe
+    from symconv.queries.space import Space
+    st = Space(preset("cpu"), dims=(2,)).structure(2, False)
+    s = S.new_solver()
+    s.add(*[st.symbols[n] >= 0 for n in st.sizes])
+    x = st.symbols
+    g = z3.And(x["N"] * x["C"] * x["H"] * x["W"] > 2**31, x["G"] == x["C"])
+    v, why, m = _check(s, st, g)
+    assert v == "sat", why
+    assert z3.is_true(m.eval(g, model_completion=True))
+    assert _probe(s, st, z3.And(g, x["N"] < 0)) is None  # sizes are >= 0: no model
+    # the memo: the same term is not asked again
+    assert _check(s, st, g) is _check(s, st, g)
+
+
+def test_minimize_keeps_the_witness_in_its_region():
+    kw = dict(dims=2, where="not transposed, dtype == float32, device == cpu, "
+              "layout == strided, input_mf == contiguous, weight_mf == contiguous")
+    fast = diff("cpu", "cpu-mt", validate=False, box_samples=0, **kw)
+    slow = diff("cpu", "cpu-mt", validate=False, box_samples=0, minimize=True, **kw)
+    assert [(r.a, r.b) for r in fast.regions] == [(r.a, r.b) for r in slow.regions]
+    for r, q in zip(fast.regions, slow.regions):
+        assert r.witness.differs and q.witness.differs
+        # shrinking never moves a value away from its preferred value
+        assert sum(abs(v) for v in q.witness.values.values()) <= \
+            sum(abs(v) for v in r.witness.values.values())
+
+
 def test_where_and_dims_errors():
     with pytest.raises(WhereError):
         diff("cpu", "cpu-mt", where="num_threads == 1")  # excludes the to side's value

@@ -37,6 +37,9 @@ def register(p: argparse.ArgumentParser):
                    help="do not replay witnesses on the installed torch")
     p.add_argument("--limit", type=int, default=20, metavar="N",
                    help="print at most N regions (default 20; --json has all)")
+    p.add_argument("--minimize", action="store_true",
+                   help="shrink every witness value towards its preferred value (slower; by "
+                   "default only values that can be pinned are)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return run
 
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(f"symconv diff: comparing {la} and {lb} ...\n")
     try:
         res = diff(ea, eb, dims=dims, where=where, validate=not args.no_validate,
-                   progress=lambda m: sys.stderr.write(f"symconv diff: {m}\n"))
+                   minimize=args.minimize, progress=lambda m: sys.stderr.write(f"symconv diff: {m}\n"))
     except WhereError as e:
         raise CLIError("--where", str(e)) from None
     res.label_a, res.label_b = la, lb
