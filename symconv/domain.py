@@ -28,7 +28,8 @@ import z3
 
 __all__ = [
     "INT", "SYMPY", "Z3", "NUMPY", "kind", "is_concrete", "is_symbolic", "cdiv", "cmod",
-    "floordiv", "floormod", "floordiv_total", "floormod_total", "cdiv_total", "min_", "max_", "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_",
+    "floordiv", "floormod", "floordiv_total", "floormod_total", "cdiv_total",
+    "min_", "max_", "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_",
     "not_", "ite", "any_", "all_", "prod", "TruncDiv", "TruncMod", "to_z3", "to_sympy",
     "simplify", "truth", "INT64_MAX", "INT_MAX", "sym",
 ]

@@ -349,3 +349,69 @@ def test_export_dynamic_shapes_with_divisibility():
     ds = tr.export_dynamic_shapes()
     assert "2*H_2" in str(ds[0][2]) or "2 * H_2" in str(ds[0][2])
     torch.export.export(m, tr.export_example(), dynamic_shapes=ds)
+
+
+def depends_on_division_by_zero(e) -> bool:
+    """Whether ``e`` depends on Z3's unspecified ``x / 0`` or ``x % 0``: Z3's division is a
+    total function whose value at divisor 0 is arbitrary, so each div/mod is replaced by two
+    independent functions that agree with it wherever the divisor is nonzero; ``e`` is a
+    function of its symbols alone iff the two copies are provably equal."""
+    fns = {}
+
+    def fn(kind, copy):
+        key = (kind, copy)
+        if key not in fns:
+            fns[key] = z3.Function(f"_{kind}{copy}", z3.IntSort(), z3.IntSort(), z3.IntSort())
+        return fns[key]
+
+    axioms = []
+
+    def rebuild(t, copy, memo):
+        if t.get_id() in memo:
+            return memo[t.get_id()]
+        kids = [rebuild(c, copy, memo) for c in t.children()]
+        if z3.is_app_of(t, z3.Z3_OP_IDIV) or z3.is_app_of(t, z3.Z3_OP_MOD):
+            kind = "div" if z3.is_app_of(t, z3.Z3_OP_IDIV) else "mod"
+            a, b = kids
+            r = fn(kind, copy)(a, b)
+            axioms.append(z3.Implies(b != 0, r == (a / b if kind == "div" else a % b)))
+        elif kids:
+            r = t.decl()(*kids)
+        else:
+            r = t
+        memo[t.get_id()] = r
+        return r
+
+    e1, e2 = rebuild(e, 1, {}), rebuild(e, 2, {})
+    s = z3.Solver()
+    s.set("timeout", 20000)
+    s.add(*axioms, e1 != e2)
+    res = s.check()
+    assert res != z3.unknown, "undecided"
+    return res == z3.sat
+
+
+class _DivBySize(nn.Module):
+    def forward(self, x):
+        k = x.shape[2] // x.shape[3]
+        m = x.shape[2] % x.shape[3]
+        return x[:, :, :k, :m]
+
+
+class _ReshapeInfer(nn.Module):
+    def forward(self, x):
+        return x.reshape(x.shape[2], -1)
+
+
+def test_python_division_by_a_size_checks_zero_and_domain_is_total():
+    """Finding 13: ``h // w`` in model code raises ZeroDivisionError at w == 0 (checked, with
+    Python's message), and the domain never depends on Z3's unspecified x/0 or x%0."""
+    tr = agree(_DivBySize(), [T((1, 2, "H", "W"))], grid(H=range(6), W=range(6)))
+    assert not depends_on_division_by_zero(tr.domain)
+    ex = tr.explain(H=3, W=0)
+    assert (ex.error, ex.message) == ("ZeroDivisionError", "integer division or modulo by zero")
+    tr = agree(_ReshapeInfer(), [T(("N", 2, "H", 3))], grid(N=range(3), H=range(4)))
+    # the check itself: an unguarded modulo by a size is caught
+    h = z3.Int("H")
+    assert depends_on_division_by_zero(z3.And(h >= 0, h % h == 0))
+    assert not depends_on_division_by_zero(tr.domain)

@@ -267,3 +267,12 @@ def test_backends_agree_with_torch(name, oracle):
             assert getattr(hits[0], "name", str(hits[0])) == wanted[0], (layer, p, hits, wanted)
             checked += 1
     assert checked > 0
+
+
+def test_segformer_domain_is_a_function_of_the_symbols():
+    """Finding 13: segformer_small's domain held ``0%0 == 0`` (Z3's unspecified modulo by zero);
+    every division in shape arithmetic is now total, so the domain is a function of N, H, W."""
+    from tests.test_trace import depends_on_division_by_zero
+    tr = traced("segformer")
+    assert "%0" not in str(tr.domain).replace(" ", "")
+    assert not depends_on_division_by_zero(tr.domain)

@@ -15,13 +15,15 @@ import sys
 
 import z3
 
+from .. import domain as D
+
 from .tensor import SymInt, wrap, zexpr
 
 __all__ = ["HELPERS", "patches", "tf_same_padding"]
 
 
 def _mod(a, m: int):
-    return wrap(zexpr(a) % m) if isinstance(a, SymInt) else a % m
+    return wrap(D.floormod_total(zexpr(a), m)) if isinstance(a, SymInt) else a % m
 
 
 def _max0(x):

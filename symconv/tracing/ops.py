@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 import z3
 
+from .. import domain as D
 from .. import shapes as S
 from .tensor import (STensor, SymInt, SymSize, TraceError, UnsupportedOp, is_sym, wrap, zexpr,
                      zsub)
@@ -344,11 +345,13 @@ def _infer_size(run, input, target, op):
         run.check(z3.Not(zexpr(known) == 0), RuntimeError,
                   lambda: f"cannot reshape tensor of 0 elements into shape {tl()} because the "
                           "unspecified dimension size -1 can be any value and is ambiguous")
-        run.check(zexpr(n) % zexpr(known) == 0 if not isinstance(known, int) or known > 0
+        # sizes are >= 0, so C++'s numel / newsize is floor division; known == 0 fails above
+        run.check(D.floormod_total(zexpr(n), zexpr(known)) == 0
+                  if not isinstance(known, int) or known > 0
                   else z3.BoolVal(True), RuntimeError,
                   lambda: f"shape '{tl()}' is invalid for input of size {n}")
-        rest = wrap(zexpr(n) / zexpr(known)) if not (isinstance(known, int) and known == 1) \
-            else n
+        rest = wrap(D.floordiv_total(zexpr(n), zexpr(known))) \
+            if not (isinstance(known, int) and known == 1) else n
         out = list(target)
         out[neg[0]] = rest
         return out
@@ -656,7 +659,7 @@ def _slice_len(size, s: slice):
     stop = n if s.stop is None else zexpr(s.stop)
     start = _clampz(z3.If(start < 0, start + n, start), z3.IntVal(0), n)
     stop = _clampz(z3.If(stop < 0, stop + n, stop), z3.IntVal(0), n)
-    length = z3.If(stop > start, (stop - start + step - 1) / step, 0)
+    length = z3.If(stop > start, D.floordiv_total(stop - start + step - 1, step), 0)
     return wrap(length)
 
 
@@ -865,7 +868,7 @@ def _group_norm(run, input, num_groups, weight=None, bias=None, eps=1e-5):
     size = [first, num_groups] + sh[2:]
     _verify_batch_size(run, size, lambda: fmt_list(size))
     c = sh[1]
-    run.check(zexpr(c) % num_groups == 0, RuntimeError,
+    run.check(D.floormod_total(zexpr(c), num_groups) == 0, RuntimeError,
               lambda: "Expected number of channels in input to be divisible by num_groups, but "
                       f"got input of shape {fmt_list(sh)} and num_groups={num_groups}")
     for name, t in (("weight", weight), ("bias", bias)):
@@ -1163,7 +1166,7 @@ def _interpolate(run, input, size=None, scale_factor=None, mode="nearest", align
             if fr.denominator & (fr.denominator - 1) or fr.denominator > 2**20:
                 raise TraceError(f"scale_factor={f} is not exactly representable as a dyadic "
                                  "fraction: floor(size * scale) is not tracked exactly")
-            out.append(wrap(zexpr(v) * fr.numerator / fr.denominator)
+            out.append(wrap(D.floordiv_total(zexpr(v) * fr.numerator, fr.denominator))
                        if fr.denominator != 1 else v * fr.numerator)
     if antialias:
         raise UnsupportedOp(f"unsupported op F.interpolate(antialias=True) at layer "
@@ -1441,10 +1444,11 @@ def _conv_compute(run, env, n, transposed, sh, wsh, bias, stride, padding, dilat
                 raise RuntimeError("padding='same' is not supported for strided convolutions")
             p = []
             for i in range(n):
-                total = dl[i] * (wsh[2 + i] - 1)
-                left = total // 2
+                # stride 1: the split of Pool.h's 'same' helper (its stride-dependent shrink is
+                # off), the extra right padding of an even kernel goes before the convolution
+                left, right = S.pooling_same_mode_padding_lr(0, wsh[2 + i], 1, dl[i])
                 p.append(left)
-                pre_pad[i] = total - 2 * left  # the extra right padding of an even kernel
+                pre_pad[i] = right - left
         else:
             raise RuntimeError(f"Invalid padding string: '{padding}'")
     else:
@@ -1476,9 +1480,8 @@ def _conv_compute(run, env, n, transposed, sh, wsh, bias, stride, padding, dilat
                             + 1))
     else:
         out.append(wsh[0])
-        for i in range(n):
-            num = zs[2 + i] + 2 * p[i] - dl[i] * (wsh[2 + i] - 1) - 1
-            out.append(wrap(num / s[i] + 1))  # num >= 0 where the kernel-size check passes
+        osz = S.conv_output_size(zs, [0, 0, *(_zv(v) for v in wsh[2:])], p, s, dl)
+        out.extend(wrap(v) for v in osz[2:])
     # zero input channels give zero output channels (calc_output_size)
     if isinstance(sh[1], int) and sh[1] == 0:
         out[1] = 0

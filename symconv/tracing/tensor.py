@@ -253,16 +253,28 @@ class SymInt:
         return format(str(self), spec)
 
 
+def _nonzero_divisor(b, message: str) -> None:
+    """Python raises ZeroDivisionError for a zero divisor: decided at once for a literal,
+    recorded as a check of the path for a symbolic size."""
+    if z3.is_int_value(b):
+        if b.as_long() == 0:
+            raise ZeroDivisionError(message)
+        return
+    run = STATE.run
+    if run is not None:
+        run.check(b != 0, ZeroDivisionError, lambda: message)
+
+
 def floordiv_z(a, b):
-    if z3.is_int_value(b) and b.as_long() > 0:
-        return a / b  # Z3's Euclidean division is floor division for positive divisors
-    return D.floordiv(a, b)
+    """Python ``a // b`` on Z3 terms (``symconv.domain.floordiv_total``), checking ``b != 0``."""
+    _nonzero_divisor(b, "integer division or modulo by zero")
+    return D.floordiv_total(a, b)
 
 
 def floormod_z(a, b):
-    if z3.is_int_value(b) and b.as_long() > 0:
-        return a % b
-    return D.floormod(a, b)
+    """Python ``a % b`` on Z3 terms (``symconv.domain.floormod_total``), checking ``b != 0``."""
+    _nonzero_divisor(b, "integer modulo by zero")
+    return D.floormod_total(a, b)
 
 
 def _pin(x: SymInt, what: str) -> int:
