@@ -65,7 +65,7 @@ class Environment:
     mkldnn_bf16_supported: bool = False
     mkldnn_fp16_supported: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.num_threads, int) or self.num_threads < 1:
             raise ValueError(f"num_threads must be a positive int, got {self.num_threads!r}")
         if self.cudnn_depthwise_kernel not in ("auto", "cudnn", "native"):
@@ -107,7 +107,7 @@ class Environment:
         """``ctx.deterministicCuDNN() || ctx.deterministicAlgorithms()``."""
         return self.cudnn_deterministic or self.deterministic_algorithms
 
-    def replace(self, **changes: Any) -> "Environment":
+    def replace(self, **changes: Any) -> Environment:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict:
@@ -115,7 +115,7 @@ class Environment:
 
     # ---- the running process
     @classmethod
-    def from_torch(cls) -> "Environment":
+    def from_torch(cls) -> Environment:
         """Read the build, runtime flags and CPU facts of the running torch."""
         cuda = torch.cuda.is_available()
         cudnn_version = None

@@ -32,7 +32,8 @@ import contextlib
 import dataclasses
 import threading
 import warnings
-from typing import Any, Sequence
+from collections.abc import Callable
+from typing import Any, overload
 
 import torch
 
@@ -41,10 +42,10 @@ from .backends import ConvBackend
 from .env import Environment
 from .errors import Checker, ConvError, fmt_sizes
 from .kernels import kernel_checks
-from .rules import (EMPTY, MKLDNN_INPUT, NOT_DILATED, NOT_TRANSPOSED, RULES, Cond,
+from .rules import (EMPTY, NOT_DILATED, NOT_TRANSPOSED, RULES, Cond,
                     ErrorOutcome, Rule, determine_backend_memory_format, evaluate, first_failing)
 from .shapes import calc_output_size, pooling_same_mode_padding_lr
-from .spec import (TensorSpec, dtype_name, is_channels_last_strides_2d,
+from .spec import (MKLDNN_LAYOUT, TensorSpec, dtype_name, is_channels_last_strides_2d,
                    is_channels_last_strides_3d, memory_format_from_code)
 
 __all__ = ["convolution", "convolution_backward", "convolution_double_backward", "plan", "Plan",
@@ -54,7 +55,7 @@ __all__ = ["convolution", "convolution_backward", "convolution_double_backward",
 B = ConvBackend
 INT_MAX = 2**31 - 1
 _STRIDED = torch.strided
-_MKLDNN_LAYOUT = torch._mkldnn
+_MKLDNN_LAYOUT = MKLDNN_LAYOUT
 
 # Backends whose kernels take no groups: the seed narrows each group out and concatenates.
 GROUP_SPLIT = frozenset({B.NnpackSpatial, B.Slow2d, B.SlowDilated2d, B.SlowDilated3d,
@@ -439,6 +440,10 @@ def _as_int(v):
     raise TypeError(f"expected an int or a list of ints, got {type(v).__name__}")
 
 
+@overload
+def _spec(t: None, hint: Callable[[Any], int] | None = None) -> None: ...
+@overload
+def _spec(t: torch.Tensor, hint: Callable[[Any], int] | None = None) -> TensorSpec: ...
 def _spec(t, hint=None) -> TensorSpec | None:
     """A TensorSpec of a real (or fake) tensor; ``hint`` maps a size to an int."""
     if t is None:
@@ -517,8 +522,9 @@ def _build_plan(inp: TensorSpec, w: TensorSpec, b: TensorSpec | None, stride, pa
 def _forward_plan(input, weight, bias, stride, padding, dilation, transposed, output_padding,
                   groups, backend, env) -> Plan:
     env_obj, env_key = _resolve_env(env)
-    key = (_tkey(input), _tkey(weight), _tkey(bias), _pkey(stride), _pkey(padding),
-           _pkey(dilation), transposed, _pkey(output_padding), groups, backend, env_key)
+    key: tuple | None = (_tkey(input), _tkey(weight), _tkey(bias), _pkey(stride),
+                         _pkey(padding), _pkey(dilation), transposed, _pkey(output_padding),
+                         groups, backend, env_key)
     try:
         hit = _PLANS.get(key)
     except TypeError:  # an unhashable argument: no caching, the builder says what is wrong
@@ -553,7 +559,8 @@ def _groups(g):
 # --------------------------------------------------------------------------------------
 # Forward kernels (the seed's _convolution switch), on the viewed tensors.
 
-_nn = torch._C._nn
+# the legacy kernels (thnn_conv2d, slow_conv3d, ...) are not in torch's stubs
+_nn: Any = torch._C._nn
 
 
 def _suggest_memory_format(t: torch.Tensor):
@@ -838,6 +845,7 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     # and a hit calls the kernel without a Python frame in between where it can.
     if env is None:
         try:
+            flags: tuple | None
             if input.is_cuda:
                 flags = (_cudnn_enabled(), _cudnn_deterministic(), _deterministic_algorithms(),
                          _cudnn_benchmark(), _cudnn_allow_tf32(),
@@ -846,6 +854,7 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
                 flags = (_mkldnn_enabled(), _nnpack_enabled(), _num_threads())
             else:
                 flags = None
+            key: tuple | None
             if flags is not None:
                 key = (input.shape, input.stride(), input.dtype, input.device,
                        weight.shape, weight.stride(), weight.dtype, weight.device,
@@ -952,12 +961,12 @@ def _fast_entry(pl: Plan, grad: bool, bias, backend):
             out.add_(_reshape_bias(inp.dim(), b))
             return out
         return run, None, None
-    direct = None
+    direct: tuple[Any, tuple, tuple] | None = None
     if plain and be == B.Mkldnn and (bias is None or bias.is_contiguous()):
         direct = torch.mkldnn_convolution, (), (p, s, d, g)
     elif plain and g == 1 and be in _DIRECT:
-        fn, pre, post = _DIRECT[be]
-        direct = fn, pre(pl), post(pl)
+        kernel, pre_args, post_args = _DIRECT[be]
+        direct = kernel, pre_args(pl), post_args(pl)
     elif be == B.Slow3d and not pl.view1d:
         direct = _nn.slow_conv3d, (ks,), (s, p)
     elif plain and be in (B.CudaDepthwise2d, B.CudaDepthwise3d) and \
@@ -972,7 +981,9 @@ def _fast_entry(pl: Plan, grad: bool, bias, backend):
 
 # The kernels of the group-split backends (groups == 1), as (kernel, arguments before the bias,
 # arguments after it): the calls of _nogroup_forward (a kernel this torch lacks is left out).
-_DIRECT = {}
+# backend -> (kernel, its arguments before the bias, after the bias), each from the plan
+_DIRECT: dict[ConvBackend, tuple[Callable[..., torch.Tensor], Callable[[Plan], tuple],
+                                 Callable[[Plan], tuple]]] = {}
 for _b, _mod, _name, _pre, _post in (
         (B.NnpackSpatial, torch, "_nnpack_spatial_convolution", lambda pl: (),
          lambda pl: (pl.padding, pl.stride)),
@@ -1040,7 +1051,7 @@ class TensorProps:
     reads a (fake) tensor, mapping each size through ``hint`` (e.g. a SymInt to its example
     value, without guarding on it)."""
 
-    __slots__ = ("shape", "_stride", "dtype", "device", "requires_grad", "layout")
+    __slots__ = ("_stride", "device", "dtype", "layout", "requires_grad", "shape")
 
     def __init__(self, shape, stride, dtype, device, requires_grad=False, layout=_STRIDED):
         self.shape = torch.Size(shape)
@@ -1072,7 +1083,7 @@ class TensorProps:
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    def unsqueeze(self, d: int) -> "TensorProps":
+    def unsqueeze(self, d: int) -> TensorProps:
         assert d == 0
         st = self._stride
         if st is not None:
@@ -1080,7 +1091,7 @@ class TensorProps:
         return TensorProps((1,) + tuple(self.shape), st, self.dtype, self.device,
                            self.requires_grad, self.layout)
 
-    def real_part(self) -> "TensorProps":
+    def real_part(self) -> TensorProps:
         real = torch.empty((), dtype=self.dtype).real.dtype
         st = None if self._stride is None else tuple(2 * v for v in self._stride)
         return TensorProps(self.shape, st, real, self.device, self.requires_grad, self.layout)
@@ -1246,8 +1257,9 @@ def _backward_plan(grad_output, input, weight, bias_sizes, stride, padding, dila
                    output_padding, groups, backend, env) -> Plan:
     env_obj, env_key = _resolve_env(env)
     bs = None if bias_sizes is None else _pkey(bias_sizes)
-    key = (_tkey(input), _tkey(weight), bs, _pkey(stride), _pkey(padding), _pkey(dilation),
-           transposed, _pkey(output_padding), groups, backend, env_key, grad_output.dim())
+    key: tuple | None = (_tkey(input), _tkey(weight), bs, _pkey(stride), _pkey(padding),
+                         _pkey(dilation), transposed, _pkey(output_padding), groups, backend,
+                         env_key, grad_output.dim())
     try:
         hit = _BACKWARD_PLANS.get(key)
     except TypeError:
@@ -1620,7 +1632,7 @@ class _ConvBackwardFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, ggI, ggW, ggb):
         grad_output, input, weight = ctx.saved_tensors
-        stride, padding, dilation, transposed, output_padding, groups, backend, env = ctx.args
+        stride, padding, dilation, transposed, output_padding, groups, _backend, env = ctx.args
         ggO, gI, gW = convolution_double_backward(ggI, ggW, ggb, grad_output, weight, input,
                                                   stride, padding, dilation, transposed,
                                                   output_padding, groups, env=env)

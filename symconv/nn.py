@@ -14,6 +14,9 @@ backend, again at run time on the real tensors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn as _nn
@@ -70,10 +73,10 @@ def _traced_check_impl(input, weight, bias, stride, padding, dilation, transpose
     return input.new_zeros(())
 
 
-_nonstrict_trace = None
+_nonstrict_trace: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None
 try:  # torch >= 2.7
     from torch._dynamo import nonstrict_trace as _nonstrict_trace
-except Exception:  # pragma: no cover - older torch: no check under torch.compile
+except Exception:  # noqa: BLE001  # pragma: no cover - older torch: no check under torch.compile
     _nonstrict_trace = None
 _traced_check = _nonstrict_trace(_traced_check_impl) if _nonstrict_trace is not None else None
 
@@ -95,7 +98,7 @@ def _zeros(n: int) -> tuple:
 
 class _ConvMixin:
     _nd = 0
-    _fn = None
+    _fn: Callable[..., torch.Tensor] | None = None  # the functional form, per subclass
 
     def _conv_forward(self, input, weight, bias):
         if self.padding_mode != "zeros":

@@ -9,7 +9,8 @@ gates below are derived from it, never written here.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import torch
 
@@ -151,7 +152,7 @@ class ConvParams:
 
     @classmethod
     def from_env(cls, stride, padding, dilation, transposed, output_padding, groups,
-                 env: Environment) -> "ConvParams":
+                 env: Environment) -> ConvParams:
         return cls(list(stride), list(padding), list(dilation), bool(transposed),
                    list(output_padding), groups, benchmark=env.cudnn_benchmark,
                    deterministic=env.deterministic, cudnn_enabled=env.cudnn_enabled,
@@ -182,7 +183,7 @@ class ConvParams:
     def is_stride_nonpos(self):
         return D.any_(D.le(s, 0) for s in self.stride)
 
-    def view1d_as_2d(self) -> "ConvParams":
+    def view1d_as_2d(self) -> ConvParams:
         """A copy with a leading unit spatial dimension (the seed mutates in place)."""
         if len(self.stride) != 1:
             return self

@@ -10,7 +10,8 @@ SymPy/Z3 it becomes exhaustive, mutually exclusive ``(condition, outcome)`` case
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from . import domain as D
 from .backends import ConvBackend as B
@@ -50,7 +51,7 @@ class ErrorOutcome:
 
     def exception(self, ctx: Ctx) -> ConvError:
         exc = self.error(self.message(ctx))
-        exc.rule = self.name  # type: ignore[attr-defined]
+        exc.rule = self.name
         return exc
 
     def __str__(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, overload
 
 import torch
 
@@ -31,10 +31,15 @@ def parse_dim(tok: str, arg: str, i: int) -> Any:
     except ValueError:
         if tok.isidentifier() and tok.isascii():
             return D.sym(tok)
-        raise CLIError(arg, f"entry {i} ({tok!r}) is neither an integer nor a symbol name") from None
+        raise CLIError(
+            arg, f"entry {i} ({tok!r}) is neither an integer nor a symbol name") from None
     return v
 
 
+@overload
+def parse_shape(text: str, arg: str) -> tuple: ...
+@overload
+def parse_shape(text: None, arg: str) -> None: ...
 def parse_shape(text: str | None, arg: str) -> tuple | None:
     if text is None:
         return None

@@ -82,7 +82,7 @@ def _parse_timeout(text: str | None) -> int | None:
         raise CLIError("--timeout", f"expected a number of seconds, got {text!r}") from None
     if not (v > 0) or v > 86400:
         raise CLIError("--timeout", f"expected a number of seconds in (0, 86400], got {text!r}")
-    return max(1, int(round(v * 1000)))
+    return max(1, round(v * 1000))
 
 
 def _parse_jobs(text: str | None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from . import CLIError, emit_json
 from ._args import parse_env
@@ -105,7 +106,7 @@ def _table(args, dims, where) -> int:
     rows = []
     status = 0
     for b in backends:
-        row = {}
+        row: dict[str, dict[str, Any]] = {}
         for name in presets:
             env = parse_env(name, args.set)
             try:

@@ -9,6 +9,7 @@ from typing import Any
 import symconv
 from symconv import domain as D
 from symconv.errors import ConvValueError
+from symconv.spec import MKLDNN_LAYOUT
 
 from . import EXIT_TORCH_ERROR, CLIError, emit_json
 from ._args import (parse_dtype, parse_env, parse_int, parse_int_list, parse_memory_format,
@@ -22,7 +23,8 @@ DESCRIPTION = (HELP + ". Sizes may be symbols (e.g. --input N,3,H,W): the answer
 
 def add_conv_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of torch.convolution (shared with explain)."""
-    p.add_argument("--input", required=True, metavar="SHAPE", help="input sizes, e.g. 8,3,224,224 or N,3,H,W")
+    p.add_argument("--input", required=True, metavar="SHAPE",
+                   help="input sizes, e.g. 8,3,224,224 or N,3,H,W")
     p.add_argument("--weight", required=True, metavar="SHAPE", help="weight sizes, e.g. 64,3,7,7")
     p.add_argument("--bias", action="store_true", help="pass a bias of C_out elements")
     p.add_argument("--bias-shape", metavar="SHAPE", help="pass a bias of this shape")
@@ -32,7 +34,8 @@ def add_conv_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transposed", action="store_true", help="transposed convolution")
     p.add_argument("--output-padding", metavar="INTS", help="output padding (default 0)")
     p.add_argument("--groups", metavar="INT", help="groups (default 1)")
-    p.add_argument("--dtype", default="float32", help="float32, float64, float16, bfloat16, complex64")
+    p.add_argument("--dtype", default="float32",
+                   help="float32, float64, float16, bfloat16, complex64")
     p.add_argument("--weight-dtype", help="weight dtype when it differs from --dtype")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "meta", "mps", "xpu"])
     p.add_argument("--memory-format", default="contiguous", help="input memory format")
@@ -50,7 +53,7 @@ def conv_args_from(args: argparse.Namespace) -> dict[str, Any]:
     wshape = parse_shape(args.weight, "--weight")
     dtype = parse_dtype(args.dtype)
     wdtype = parse_dtype(args.weight_dtype, "--weight-dtype") if args.weight_dtype else dtype
-    layout = torch._mkldnn if args.mkldnn_tensor else torch.strided
+    layout = MKLDNN_LAYOUT if args.mkldnn_tensor else torch.strided
     input_spec = tensor_spec(inp, "--input", dtype=dtype, device=args.device,
                              requires_grad=args.requires_grad,
                              memory_format=parse_memory_format(args.memory_format), layout=layout)
@@ -85,7 +88,8 @@ def register(p: argparse.ArgumentParser):
 
 
 def env_summary(env: symconv.Environment) -> str:
-    parts = [f"torch {env.torch_version}", f"{env.num_threads} thread" + ("s" if env.num_threads != 1 else "")]
+    parts = [f"torch {env.torch_version}",
+             f"{env.num_threads} thread" + ("s" if env.num_threads != 1 else "")]
     parts.append("mkldnn " + ("on" if env.mkldnn_available and env.mkldnn_enabled else "off"))
     parts.append("nnpack " + ("on" if env.nnpack_available and env.nnpack_enabled else "off"))
     if env.cudnn_version:

@@ -237,8 +237,8 @@ def run(args: argparse.Namespace) -> int:
                       "; ".join(r["convs"]))
     con.print(table)
     con.print()
-    for n, s in outputs:
-        con.print(f"output    {n}: {_shape(s)}", markup=False)
+    for n, out_shape in outputs:
+        con.print(f"output    {n}: {_shape(out_shape)}", markup=False)
     con.print(f"domain    {domain}", markup=False)
     con.print(f"witness   {witness}")
     con.print()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from typing import Any, Sequence
+from typing import Any, cast
 
 import numpy as np
 import sympy
@@ -22,7 +22,7 @@ from ..backends import ConvBackend
 from ..env import Environment
 from ..errors import ConvError, ConvValueError
 from ..rules import RULES, ErrorOutcome
-from ..spec import TensorSpec, as_spec
+from ..spec import MKLDNN_LAYOUT, TensorSpec, as_spec
 from .reach import env_summary, resolve_env
 from .witness import torch_flags
 
@@ -177,7 +177,8 @@ class DispatchMap:
         from matplotlib.patches import Patch
 
         used = sorted(set(np.unique(self.grid).tolist()))
-        palette = plt.get_cmap("tab20").colors
+        # RGB triples; matplotlib types them as any colour-like array
+        palette: Any = cast(ListedColormap, plt.get_cmap("tab20")).colors
         colors = {}
         for k, i in enumerate(used):
             label = self.labels[i]
@@ -276,7 +277,7 @@ def _torch_label(call: dict, values: dict) -> str | None:
     args = [[_subst(v, values) for v in call[k]] for k in
             ("stride", "padding", "dilation", "output_padding")]
     groups = _subst(call["groups"], values)
-    tensors = []
+    tensors: list[torch.Tensor | None] = []
     for s in (inp, w, b):
         if s is None:
             tensors.append(None)
@@ -291,7 +292,7 @@ def _torch_label(call: dict, values: dict) -> str | None:
                             memory_format=s.memory_format)
         except Exception:  # noqa: BLE001 - not buildable here
             return None
-        if s.layout == torch._mkldnn:
+        if s.layout == MKLDNN_LAYOUT:
             t = t.to_mkldnn()
         if s.requires_grad:
             t.requires_grad_(True)
@@ -418,13 +419,13 @@ def dispatch_map(input, weight, bias, stride, padding, dilation, transposed, out
     elif len(loop) == 1:
         la = loop[0]
         va = vec[0]
-        for k, lv in enumerate(la.values):
+        for pos, lv in enumerate(la.values):
             vals = {la.name: int(lv), va.name: va.values}
             col = _evaluate(call, vals, env_obj, (va.values.size,), labels, messages)
             if la is ax:
-                grid[:, k] = col
+                grid[:, pos] = col
             else:
-                grid[k, :] = col
+                grid[pos, :] = col
     else:
         for i, yv in enumerate(ay.values):
             for j, xv in enumerate(ax.values):

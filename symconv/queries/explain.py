@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import torch
 import z3
@@ -16,8 +17,8 @@ from ..backends import ConvBackend
 from ..env import Environment
 from ..errors import ConvError, ConvValueError
 from ..rules import RULES, ErrorOutcome, evaluate, first_failing
-from ..spec import TensorSpec, as_spec, channels_last_strides_2d, channels_last_strides_3d, \
-    contiguous_strides
+from ..spec import MKLDNN_LAYOUT, TensorSpec, as_spec, channels_last_strides_2d, \
+    channels_last_strides_3d, contiguous_strides
 from . import pretty, solve
 from .reach import Query, _targets, env_summary, reach, resolve_backend, resolve_env
 from .space import (DTYPES, FLAG_VARS, SPATIAL, Leaf, _Evaluator, fact_text,
@@ -104,6 +105,7 @@ class Explanation:
         if self.error is not None:
             lines.append(f"torch raises {self.error}")
         else:
+            assert self.backend is not None  # no error: torch picked a backend
             lines.append(f"torch picks  {self.backend.name} (rule '{self.rule}'"
                          + (f", memory format {self.memory_format}" if self.memory_format else "")
                          + ")")
@@ -154,7 +156,7 @@ def _call_text(inp: TensorSpec, w: TensorSpec, bias, stride, padding, dilation, 
     mf = _mf_name(inp)
     if mf and mf != "contiguous":
         extra.append(mf)
-    if inp.layout == torch._mkldnn:
+    if inp.layout == MKLDNN_LAYOUT:
         extra.append("mkldnn")
     if inp.requires_grad:
         extra.append("requires_grad")
@@ -216,10 +218,10 @@ class _Call:
             for k, v in lists.items():
                 vals[k + s] = int(v[i])
         self.dims, self.transposed, self.values = dims, bool(transposed), vals
-        layout = "mkldnn" if inp.layout == torch._mkldnn else "strided"
+        layout = "mkldnn" if inp.layout == MKLDNN_LAYOUT else "strided"
         self.assign = {
             "device": inp.device, "dtype": inp.dtype,
-            "layout": torch._mkldnn if layout == "mkldnn" else torch.strided,
+            "layout": MKLDNN_LAYOUT if layout == "mkldnn" else torch.strided,
             "input_mf": {"contiguous": torch.contiguous_format,
                          "channels_last": torch.channels_last,
                          "channels_last_3d": torch.channels_last_3d}[mf_in],
@@ -360,7 +362,7 @@ def explain(input, weight, bias, stride, padding, dilation, transposed, output_p
                  env_obj)
     if not call.ok:
         ex.notes.append(f"(sub-conditions are not broken down: {call.why})")
-    idx = [i for i, r in enumerate(RULES) if r is rule][0]
+    idx = next(i for i, r in enumerate(RULES) if r is rule)  # the rule that decided it
     for ri in range(idx):
         r = RULES[ri]
         cond = first_failing(p.ctx, r)
@@ -384,7 +386,7 @@ def explain(input, weight, bias, stride, padding, dilation, transposed, output_p
 
 
 def _cat_changes(call: _Call, facts: dict) -> list:
-    out = []
+    out: list[tuple[str, Any, Any]] = []  # (what, from, to)
     for k, v in facts.items():
         if k == "dims":
             if v != call.dims:
@@ -508,7 +510,7 @@ def _closest(q: Query, st, formula, targets: dict, timeout_ms: int = 2000):
     s.push()
     try:
         s.add(formula)
-        vals = solve.minimise(s, syms, targets=targets)
+        found = solve.minimise(s, syms, targets=targets)
     finally:
         s.pop()
-    return vals, False
+    return found, False

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import z3
 
@@ -14,7 +15,7 @@ from ..backends import ConvBackend
 from ..env import Environment, preset
 from ..rules import RULES
 from . import pretty, solve
-from .space import (FLAG_VARS, Leaf, Pruned, Space, Structure, assignment_text, fact_text,
+from .space import (FLAG_VARS, Leaf, Pruned, Space, Structure, fact_text,
                     space, value_name)
 from .where import Where, WhereError, parse_where
 from .witness import Validation, Witness, env_name, recorded, replay
@@ -269,8 +270,9 @@ def _targets(backend: ConvBackend) -> list[int]:
 
 
 def reach(backend: ConvBackend | str, *, env: Environment | str | None = None,
-          dims: int | Sequence[int] | None = None, where: str | Sequence[str] | None = None,
-          validate: bool = True, vary_flags: bool = True) -> ReachResult:
+          dims: int | Sequence[int] | None = None,
+          where: str | Sequence[str] | Where | None = None, validate: bool = True,
+          vary_flags: bool = True) -> ReachResult:
     """Decide whether ``backend`` is reachable under ``env`` (an Environment, a preset name, or
     ``None`` for this process) by calls with ``dims`` spatial dims (1, 2, 3; default all)
     that satisfy ``where`` (see :mod:`symconv.queries.where`). Runtime flags (mkldnn, nnpack,
@@ -318,6 +320,7 @@ def reach(backend: ConvBackend | str, *, env: Environment | str | None = None,
             res.verdict = "unknown"
         res.proof = _proof(q, b, targets, pruned, unsat)
     elif validate:
+        assert res.witness is not None  # a reachable verdict always has its witness
         res.validation = replay(res.witness)
         if res.validation.status == "not-validated":
             res.validation = recorded(res.witness) or res.validation
@@ -407,7 +410,7 @@ def _region(q: Query, b: ConvBackend, budget_s: float = 8.0) -> list[RegionPart]
             continue
         st = item.structure
         names = None
-        for rule, terms in item.parts.items():
+        for terms in item.parts.values():
             f = z3.And(*[t for _, t in terms]) if terms else z3.BoolVal(True)
             s = q.solver(st)
             s.push()

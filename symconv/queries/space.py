@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar
+from collections.abc import Iterator, Sequence
 
 import torch
 import z3
@@ -26,8 +27,8 @@ from ..api import prepare
 from ..backends import ConvBackend
 from ..env import Environment
 from ..params import ConvParams
-from ..rules import RULES, Cond, Ctx, ErrorOutcome, Rule
-from ..spec import TensorSpec
+from ..rules import RULES, Ctx
+from ..spec import MKLDNN_LAYOUT, TensorSpec
 
 __all__ = ["Space", "Leaf", "Pruned", "Structure", "FLAG_VARS", "TENSOR_VARS", "space",
            "SPATIAL", "fact_text", "assignment_text"]
@@ -48,7 +49,7 @@ DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16
                torch.bfloat16: "bfloat16"}
 MF_NAMES = {torch.contiguous_format: "contiguous", torch.channels_last: "channels_last",
             torch.channels_last_3d: "channels_last_3d"}
-LAYOUT_NAMES = {torch.strided: "strided", torch._mkldnn: "mkldnn"}
+LAYOUT_NAMES = {torch.strided: "strided", MKLDNN_LAYOUT: "mkldnn"}
 
 # how a value of a categorical fact is written (and parsed back) in user-facing text
 def value_name(var: str, value: Any) -> str:
@@ -104,7 +105,7 @@ _SPEC_BIND_FIELDS = frozenset({"dtype", "device", "layout", "memory_format", "re
 
 
 class _TSpec(TensorSpec):
-    _bind: dict = {}
+    _bind: ClassVar[dict] = {}  # the class's default; _tspec sets each instance's own
     _ev: Any = None
 
     def __getattribute__(self, name):
@@ -280,7 +281,7 @@ def variables(env: Environment, dims: int) -> dict[str, Var]:
         mfs.append(torch.channels_last_3d)
     layouts = [torch.strided]
     if env.mkldnn_available and dims in (2, 3):
-        layouts.append(torch._mkldnn)
+        layouts.append(MKLDNN_LAYOUT)
     out = [
         Var("device", tuple(devices), "cpu", "tensor"),
         Var("dtype", DTYPES, torch.float32, "tensor"),
@@ -304,7 +305,7 @@ def variables(env: Environment, dims: int) -> dict[str, Var]:
 
 def _valid_combo(ev: _Evaluator) -> bool:
     """Combinations that can't be built as tensors (read lazily, so tracked)."""
-    if ev.get("layout") == torch._mkldnn:
+    if ev.get("layout") == MKLDNN_LAYOUT:
         return ev.get("device") == "cpu" and ev.get("dtype") == torch.float32 and \
             ev.get("input_mf") == torch.contiguous_format and not ev.get("requires_grad")
     if ev.get("device") == "mps":
@@ -331,7 +332,7 @@ class Leaf:
     def rules(self) -> tuple:
         return tuple(self.parts)
 
-    def full_assignment(self, space: "Space") -> dict:
+    def full_assignment(self, space: Space) -> dict:
         return space.full(self.structure.dims, self.assign)
 
 
@@ -377,7 +378,7 @@ class Space:
 
     # ---- structure and variables
     def transposed_values(self) -> tuple:
-        vals = (False, True)
+        vals: tuple[bool, ...] = (False, True)
         if "transposed" in self.restrict:
             vals = tuple(v for v in vals if v in self.restrict["transposed"])
         return vals
@@ -481,7 +482,7 @@ class Space:
         for ci, cond in enumerate(rule.conds):
             try:
                 value, reads, facts = self._cond(st, ev, ctx, ri, ci)
-            except Exception:  # noqa: BLE001 - torch would not evaluate it after a false one
+            except Exception:  # torch would not evaluate it after a false one
                 if best is not None:
                     continue
                 raise

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import torch
 import z3
 
+from ..spec import MKLDNN_LAYOUT
 from .space import FLAG_VARS, SPATIAL, Structure
 
 __all__ = ["Where", "WhereError", "parse_where", "INT_NAMES", "CATEGORICAL"]
@@ -37,12 +39,12 @@ _DTYPES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float
            "bf16": torch.bfloat16}
 _MFS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last,
         "channels_last_3d": torch.channels_last_3d}
-_LAYOUTS = {"strided": torch.strided, "mkldnn": torch._mkldnn}
+_LAYOUTS = {"strided": torch.strided, "mkldnn": MKLDNN_LAYOUT}
 _DEVICES = {"cpu": "cpu", "cuda": "cuda", "mps": "mps", "meta": "meta"}
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
 
 # categorical name -> value parser
-CATEGORICAL = {
+CATEGORICAL: dict[str, dict[str, Any]] = {
     "dtype": _DTYPES, "device": _DEVICES, "layout": _LAYOUTS, "input_mf": _MFS,
     "memory_format": _MFS, "weight_mf": _MFS, "requires_grad": _BOOLS, "transposed": _BOOLS,
     "dims": {"1": 1, "2": 2, "3": 3},
@@ -108,7 +110,9 @@ def _cmp(op, a, b) -> bool:
 
 
 def _split(text: str) -> list[str]:
-    out, depth, cur = [], 0, []
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch in "([":
             depth += 1
@@ -172,7 +176,8 @@ def _parse_item(item: str) -> ast.AST:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         # ValueError: a null byte or an integer literal of too many digits
         raise WhereError(f"cannot parse {item!r}") from None
-    depth, stack = 0, [(node, 1)]
+    depth = 0
+    stack: list[tuple[ast.AST, int]] = [(node, 1)]
     while stack:
         n, d = stack.pop()
         depth = max(depth, d)
@@ -327,11 +332,11 @@ def _to_z3(node: ast.AST, names: dict):
     if isinstance(node, ast.Compare):
         terms = []
         left = _to_z3(node.left, names)
-        for op, comp in zip(node.ops, node.comparators):
+        for cmp, comp in zip(node.ops, node.comparators):
             right = _to_z3(comp, names)
             terms.append({ast.Eq: left == right, ast.NotEq: left != right, ast.Lt: left < right,
                           ast.LtE: left <= right, ast.Gt: left > right,
-                          ast.GtE: left >= right}[type(op)])
+                          ast.GtE: left >= right}[type(cmp)])
             left = right
         return terms[0] if len(terms) == 1 else z3.And(*terms)
     raise WhereError(f"unsupported expression {ast.dump(node)}")  # pragma: no cover

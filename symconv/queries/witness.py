@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import torch
 
 from ..backends import ConvBackend
 from ..env import Environment, PRESETS
-from ..spec import TensorSpec
-from .space import FLAG_VARS, MF_NAMES, DTYPE_NAMES, SPATIAL
+from ..spec import MKLDNN_LAYOUT, TensorSpec
+from .space import MF_NAMES, DTYPE_NAMES, SPATIAL
 
 __all__ = ["Witness", "Validation", "torch_flags", "replay", "build_tensor", "env_name"]
 
@@ -87,7 +88,7 @@ class Witness:
 
     def input_spec(self) -> TensorSpec:
         f = self.facts
-        layout = torch._mkldnn if f["layout"] == "mkldnn" else torch.strided
+        layout = MKLDNN_LAYOUT if f["layout"] == "mkldnn" else torch.strided
         return TensorSpec(self.input_shape, dtype=_DTYPE_BY_NAME[f["dtype"]], device=f["device"],
                           requires_grad=f["requires_grad"], layout=layout,
                           memory_format=_MF_BY_NAME[f["input_mf"]])
@@ -130,7 +131,7 @@ class Witness:
         }
 
     @classmethod
-    def from_json(cls, obj: dict, env: Environment) -> "Witness":
+    def from_json(cls, obj: dict, env: Environment) -> Witness:
         dims = len(obj["input"]["shape"]) - 2
         facts = {"device": obj["input"]["device"], "dtype": obj["input"]["dtype"],
                  "layout": obj["input"].get("layout", "strided"),
