@@ -999,8 +999,18 @@ def _check_uncached(s: z3.Solver, st: Structure, g) -> tuple[str, str, Any]:
             s.set("rlimit", 0)
         if small == z3.sat:
             return "sat", "", s.model()
+        # unbounded, with the same step limit: most unsatisfiable pairs are decided here
+        s.set("rlimit", solve.STEP_RLIMIT)
+        try:
+            quick = s.check()
+        finally:
+            s.set("rlimit", 0)
+        if quick == z3.sat:
+            return "sat", "", s.model()
+        if quick == z3.unsat:
+            return "unsat", "", None
         # large values (64-bit indexing, big channel counts): try the structure's probe points
-        # (numpy) before the unbounded search; a hit is confirmed by Z3 with every symbol fixed
+        # (numpy) before the unlimited search; a hit is confirmed by Z3 with every symbol fixed
         m = _probe(s, st, g)
         if m is not None:
             return "sat", "", m
