@@ -324,6 +324,22 @@ def test_backends_per_conv_layer_match_select_conv_backend():
         assert got == [want], values
 
 
+def test_backends_lazy_and_messages_show_the_layers_sizes():
+    """Findings 5 and 9: error messages name the layer's own size terms (not the template's
+    ``_b2``), and a layer's backends are computed only when read."""
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2),
+                      nn.Conv2d(4, 4, 3)).eval()
+    tr = symconv.trace(m, T(("N", 3, "H", "W")))
+    b = tr.backends(symconv.preset("cpu"))
+    assert list(b) == ["0", "2"] and len(b) == 2 and "computed on access" in repr(b)
+    errs = [str(o) for _, o in b["2"] if isinstance(o, BaseException)]
+    assert errs and not any("_b" in e for e in errs), errs
+    assert any("Calculated padded input size per channel: ((1 + (-2 + H)/2) + 0 x "
+               "(1 + (-2 + W)/2) + 0)" in e
+               for e in errs), errs
+    assert all("H" in str(c) or z3.is_true(c) for c, _ in b["0"])
+
+
 def test_export_dynamic_shapes_accepted_by_torch_export():
     m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
                       nn.Upsample(scale_factor=2)).eval()

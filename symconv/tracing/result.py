@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
+import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -73,7 +76,6 @@ class Trace:
         self.train = train
         self._domain = None
         self._readable = None
-        self._backends: dict = {}
 
     # --- symbols and domain -----------------------------------------------------------
     @property
@@ -158,34 +160,39 @@ class Trace:
                 return p.layers
         return self.paths[0].layers if self.paths else []
 
-    def backends(self, env=None) -> dict:
+    def backends(self, env=None) -> Mapping:
         """For every convolution: ``{layer name: [(condition, backend or exception), ...]}``
-        under ``env`` (default: the running torch). Each distinct convolution configuration is
-        evaluated once with fresh symbols (symconv.select_conv_backend) and substituted."""
+        under ``env`` (default: the running torch), a lazy mapping: a layer's entry is computed
+        when it is first read. Each distinct convolution configuration is evaluated once with
+        fresh symbols (symconv.select_conv_backend, cached across traces) and substituted;
+        error messages show the layer's own size terms."""
         from ..env import Environment
         env = env if env is not None else Environment.from_torch()
-        out: dict = {}
+        calls: dict = {}
         for rec in self.layers:
             for call in rec.convs:
-                out.setdefault(call.layer, []).extend(self._conv_backends(call, env))
-        return out
+                calls.setdefault(call.layer, []).append(call)
+        return _LazyBackends(calls, lambda call: self._conv_backends(call, env))
 
     def _conv_backends(self, call, env) -> list:
         from .. import api
         from .. import domain as D
         fresh = []
         shape = []
+        names = {}
         for i, s in enumerate(call.input_shape):
             if isinstance(s, int):
                 shape.append(s)
             else:
                 v = z3.Int(f"_b{i}")
                 fresh.append((v, zexpr(s)))
+                names[f"_b{i}"] = _term_str(zexpr(s))
                 shape.append(v)
         key = (call.fn, tuple(s if isinstance(s, int) else None for s in call.input_shape),
                call.weight_shape, call.bias, str(call.stride), str(call.padding),
-               str(call.dilation), call.groups, str(call.output_padding), id(env))
-        if key not in self._backends:
+               str(call.dilation), call.groups, str(call.output_padding), str(call.dtype), env)
+        cases = _BACKENDS.get(key)
+        if cases is None:
             n = len(call.weight_shape) - 2
             x_shape = tuple(shape)
             if len(x_shape) == n + 1:
@@ -203,9 +210,9 @@ class Trace:
                 cases = [(D.to_z3(c.condition), c.outcome) for c in sel.cases]
             else:
                 cases = [(z3.BoolVal(True), sel)]
-            self._backends[key] = cases
-        return [(z3.simplify(zsub(c, *fresh)) if fresh else c, o)
-                for c, o in self._backends[key]]
+            _BACKENDS[key] = cases
+        return [(z3.simplify(zsub(c, *fresh)) if fresh else c, _rename(o, names))
+                for c, o in cases]
 
     # --- explain ------------------------------------------------------------------------
     def explain(self, **values: int) -> Explanation | None:
@@ -389,6 +396,53 @@ class Trace:
             raise ValueError("no valid point with every size >= 2")
         return tuple(torch.randn(_concrete_spec(s, vals, self._symbols).shape)
                      if isinstance(s, TensorSpec) else s for s in self.specs)
+
+
+_BACKENDS: dict = {}
+_FRESH_NAME = re.compile(r"\b_b\d+\b")
+
+
+class _LazyBackends(Mapping):
+    """``Trace.backends``: layer name -> cases, each layer computed on first access."""
+
+    def __init__(self, calls: dict, compute):
+        self._calls = calls
+        self._compute = compute
+        self._done: dict = {}
+
+    def __getitem__(self, layer):
+        if layer not in self._done:
+            calls = self._calls[layer]
+            self._done[layer] = [case for call in calls for case in self._compute(call)]
+        return self._done[layer]
+
+    def __iter__(self):
+        return iter(self._calls)
+
+    def __len__(self):
+        return len(self._calls)
+
+    def __repr__(self):
+        return f"<backends of {len(self)} convolution layers (computed on access)>"
+
+
+def _term_str(e) -> str:
+    t = str(e).replace("\n", " ")
+    return t if re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*|\d+", t) else f"({t})"
+
+
+def _rename(outcome, names: dict):
+    """An error outcome computed over the fresh ``_b<i>`` symbols, with the layer's own size
+    terms in its message; other outcomes as they are."""
+    if not names or not isinstance(outcome, BaseException):
+        return outcome
+    args = tuple(_FRESH_NAME.sub(lambda m: names.get(m.group(0), m.group(0)), a)
+                 if isinstance(a, str) else a for a in outcome.args)
+    if args == outcome.args:
+        return outcome
+    new = copy.copy(outcome)
+    new.args = args
+    return new
 
 
 def _ev_int(e, subs) -> int:
