@@ -431,3 +431,16 @@ def test_python_division_by_a_size_checks_zero_and_domain_is_total():
     h = z3.Int("H")
     assert depends_on_division_by_zero(z3.And(h >= 0, h % h == 0))
     assert not depends_on_division_by_zero(tr.domain)
+
+
+def test_witness_prefers_small_sizes():
+    """Finding 7: the train-mode BatchNorm model gave {'N': 64, 'H': 4, 'W': 3}; the witness now
+    has the smallest sum of sizes among valid points with every size >= 1 (checked by
+    enumeration)."""
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.BatchNorm2d(4)).train()
+    tr = symconv.trace(m, T(("N", 3, "H", "W")))
+    w = tr.witness()
+    assert tr.is_valid(**w) and min(w.values()) >= 1
+    best = min(n + h + ww for n, h, ww in itertools.product(range(1, 8), repeat=3)
+               if tr.is_valid(N=n, H=h, W=ww))
+    assert sum(w.values()) == best == 8, w

@@ -106,17 +106,51 @@ class Trace:
         return bool(_ev(self.domain, self._subs(values)))
 
     def witness(self) -> dict | None:
-        """A valid point (small sizes preferred), or None when the domain is empty."""
+        """A valid point with small sizes: every size >= 1 where possible, then the sum of the
+        sizes minimised (symconv.solver's optimiser, then a bounded descent with the solver,
+        each under a short time limit; on "unknown" the best point found so far)."""
         for bound in (64, 1024, 2 ** 16, None):
             extra = [] if bound is None else [s <= bound for s in self._symbols.values()]
             prefer = [s >= 1 for s in self._symbols.values()]
             r = solver.check(self.domain, *prefer, *extra)
             if not r.sat:
+                prefer = []
                 r = solver.check(self.domain, *extra)
             if r.sat:
-                return {k: r.model.eval(s, model_completion=True).as_long()
-                        for k, s in self._symbols.items()}
+                return self._smaller(self._point(r.model), prefer)
         return None
+
+    def _point(self, model) -> dict:
+        return {k: model.eval(s, model_completion=True).as_long()
+                for k, s in self._symbols.items()}
+
+    def _smaller(self, point: dict, prefer: list, timeout_ms: int = 2000) -> dict:
+        """``point`` improved toward the smallest sum of sizes (``prefer`` kept)."""
+        syms = self._symbols
+        if not syms:
+            return point
+        total = z3.Sum(*syms.values())
+        opt = solver.new_optimize(timeout_ms)
+        opt.add(self.domain, *prefer, total <= sum(point.values()))
+        opt.minimize(total)
+        if opt.check() == z3.sat:
+            return self._point(opt.model())
+        # the optimiser gave up (nonlinear domains): bounded descent, each step a short query
+        best = point
+        for _ in range(8):
+            cur = sum(best.values())
+            if cur == 0:
+                break
+            r = solver.check(self.domain, *prefer, total <= cur // 2 if cur > 8 else total < cur,
+                             timeout_ms=timeout_ms // 4)
+            if not r.sat:
+                if cur <= 8:
+                    break
+                r = solver.check(self.domain, *prefer, total < cur, timeout_ms=timeout_ms // 4)
+                if not r.sat:
+                    break
+            best = self._point(r.model)
+        return best
 
     # --- outputs ----------------------------------------------------------------------
     def _path_at(self, values: dict) -> PathResult | None:
