@@ -286,6 +286,9 @@ def test_unsupported_op_names_op_and_layer():
     m = nn.Sequential(nn.Identity(), Inner())
     with pytest.raises(UnsupportedOp, match=r"unsupported op .*fft.* at layer 1"):
         symconv.trace(m, T(("N", 4)))
+    # finding 11: at the top-level module the layer is named, not empty
+    with pytest.raises(UnsupportedOp, match=r"unsupported op .*fft.* at layer <model>$"):
+        symconv.trace(Inner(), T(("N", 4)))
 
 
 def test_int_of_symbolic_size_is_refused_not_pinned():

@@ -116,7 +116,9 @@ class PathRun:
 
     # --- where we are -----------------------------------------------------------------
     def layer_name(self) -> str:
-        return self.stack[-1].name if self.stack else "<model>"
+        """The qualified name of the module running now; the top-level module (whose
+        ``named_modules()`` name is empty) and code outside any module are ``<model>``."""
+        return (self.stack[-1].name or "<model>") if self.stack else "<model>"
 
     def layer(self) -> LayerRecord | None:
         return self.stack[-1] if self.stack else None
