@@ -447,3 +447,16 @@ def test_witness_prefers_small_sizes():
     best = min(n + h + ww for n, h, ww in itertools.product(range(1, 8), repeat=3)
                if tr.is_valid(N=n, H=h, W=ww))
     assert sum(w.values()) == best == 8, w
+
+
+def test_readable_is_bounded_by_a_time_budget():
+    """readable() runs within a time budget; when it is spent the answer is "not simplified"
+    with the raw domain (never an unproven form), and a later call may still simplify."""
+    import time
+    m = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).train()
+    tr = symconv.trace(m, T(("N", 3, "H", "W")))
+    t0 = time.perf_counter()
+    r = tr.readable(timeout_ms=1)
+    assert time.perf_counter() - t0 < 2
+    assert r.startswith("not simplified (time budget of 1 ms spent") and "raw: " in r, r
+    assert "N * H * W != 1" in tr.readable()

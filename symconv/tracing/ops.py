@@ -1480,7 +1480,10 @@ def _conv_compute(run, env, n, transposed, sh, wsh, bias, stride, padding, dilat
                             + 1))
     else:
         out.append(wsh[0])
-        osz = S.conv_output_size(zs, [0, 0, *(_zv(v) for v in wsh[2:])], p, s, dl)
+        # shapes' formula; floor division equals C++ truncation wherever the kernel-size
+        # check above passes (numerator >= 0), and the domain only counts those points
+        osz = S.conv_output_size(zs, [0, 0, *(_zv(v) for v in wsh[2:])], p, s, dl,
+                                 div=D.floordiv_total)
         out.extend(wrap(v) for v in osz[2:])
     # zero input channels give zero output channels (calc_output_size)
     if isinstance(sh[1], int) and sh[1] == 0:

@@ -267,12 +267,25 @@ class Trace:
                            str(e).splitlines()[0] if str(e) else "", res.error_op)
 
     # --- readable form --------------------------------------------------------------------
-    def readable(self) -> str:
+    def readable(self, timeout_ms: int | None = None) -> str:
         """The domain as ``H >= 32 and H % 16 == 0 and ...`` where that form is proven
-        equivalent (Z3); otherwise the implied per-symbol facts and the raw form."""
-        if self._readable is None:
+        equivalent (Z3); otherwise the implied per-symbol facts and the raw form.
+
+        The whole search runs within ``timeout_ms`` (default: symconv.solver's limit,
+        ``SYMCONV_Z3_TIMEOUT_MS``); when it is spent the answer is "not simplified" with the
+        raw domain, never an unproven simplification."""
+        if self._readable is not None:
+            return self._readable
+        budget = solver.LIMITS.timeout_ms if timeout_ms is None else timeout_ms
+        _DEADLINE.append(time.monotonic() + budget / 1000)
+        try:
             self._readable = _readable(self.domain, self._symbols, self.facts)
-        return self._readable
+            return self._readable
+        except _OutOfBudget:
+            return (f"not simplified (time budget of {budget} ms spent; "
+                    f"{solver.LIMITS.describe(budget)}); raw: {z3.simplify(self.domain)}")
+        finally:
+            _DEADLINE.pop()
 
     def symbol_facts(self) -> dict:
         """Per symbol: minimum, maximum (None: unbounded), (modulus, remainder) implied by the
@@ -537,6 +550,31 @@ def _mode(model, train):
 
 # --- per-symbol facts and the readable form ---------------------------------------------
 
+class _OutOfBudget(Exception):
+    """``readable()``'s time budget is spent."""
+
+
+_DEADLINE: list = []  # the monotonic deadline of the running readable(), if any
+
+
+def _budget_ms(timeout_ms):
+    t = solver.LIMITS.timeout_ms if timeout_ms is None else timeout_ms
+    if _DEADLINE:
+        left = int((_DEADLINE[-1] - time.monotonic()) * 1000)
+        if left <= 0:
+            raise _OutOfBudget
+        t = min(t, left)
+    return t
+
+
+def _bcheck(*formulas, timeout_ms=None):
+    return solver.check(*formulas, timeout_ms=_budget_ms(timeout_ms))
+
+
+def _bprove(claim, *assumptions, timeout_ms=None):
+    return solver.prove(claim, *assumptions, timeout_ms=_budget_ms(timeout_ms))
+
+
 def _min(dom, s, samples=None):
     """The least value of ``s`` over ``dom`` (bisection; undecided queries count as
     unsatisfiable, so the answer can only be too high, never too low)."""
@@ -544,16 +582,16 @@ def _min(dom, s, samples=None):
     if vals:
         lo, hi = 0, min(vals)
     else:
-        if not solver.check(dom).sat:
+        if not _bcheck(dom).sat:
             return None
         lo, hi = 0, 1
-        while not solver.check(dom, s <= hi).sat:
+        while not _bcheck(dom, s <= hi).sat:
             lo, hi = hi + 1, hi * 2
             if hi > _BIG:
                 return None
     while lo < hi:  # smallest v with dom & s <= v satisfiable
         mid = (lo + hi) // 2
-        if solver.check(dom, s <= mid).sat:
+        if _bcheck(dom, s <= mid).sat:
             hi = mid
         else:
             lo = mid + 1
@@ -567,12 +605,12 @@ def _max(dom, s, samples=None, symbols=None):
         subs = [(symbols[k], z3.IntVal(big if k == str(s) else v)) for k, v in p.items()]
         if z3.is_true(z3.simplify(zsub(dom, *subs))):
             return None
-    if solver.check(dom, s >= _BIG).sat:
+    if _bcheck(dom, s >= _BIG).sat:
         return None
     lo, hi = 0, _BIG
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if solver.check(dom, s >= mid).sat:
+        if _bcheck(dom, s >= mid).sat:
             lo = mid
         else:
             hi = mid - 1
@@ -608,7 +646,7 @@ def _facts(dom, s, samples=None, symbols=None) -> dict:
     if hi is None or hi - lo > 64:
         seen = [p[str(s)] for p in (samples or [])]
         if not seen:
-            w = solver.check(dom)
+            w = _bcheck(dom)
             if not w.sat:
                 return {"min": lo, "max": hi, "mod": best}
             seen = [w.model.eval(s, model_completion=True).as_long()]
@@ -618,7 +656,7 @@ def _facts(dom, s, samples=None, symbols=None) -> dict:
                 continue
             if len({x % m for x in seen}) > 1:
                 continue
-            if solver.prove(s % m == v % m, dom, timeout_ms=5000).unsat:
+            if _bprove(s % m == v % m, dom, timeout_ms=5000).unsat:
                 best = (m, v % m)
     return {"min": lo, "max": hi, "mod": best}
 
@@ -633,7 +671,7 @@ def _readable(dom, symbols: dict, facts: list, split: bool = True) -> str:
         for k, s in symbols.items():
             zero = z3.And(dom, s == 0)
             rest = z3.And(dom, s >= 1)
-            if not solver.check(zero).sat or not solver.check(rest).sat:
+            if not _bcheck(zero).sat or not _bcheck(rest).sat:
                 continue
             a = _readable_form(zero, symbols, facts + [s == 0])
             b = _readable_form(rest, symbols, facts + [s >= 1])
@@ -668,9 +706,9 @@ def _box_parts(dom, symbols):
 
 def _readable_form(dom, symbols: dict, facts: list) -> str | None:
     """The box-with-divisibility form (plus excluded atoms) proven equivalent, else None."""
-    if solver.prove(dom, *facts).unsat:
+    if _bprove(dom, *facts).unsat:
         return "always (every size >= 0)"
-    if not solver.check(dom).sat:
+    if not _bcheck(dom).sat:
         return "never"
     parts = []
     cand = []
@@ -688,7 +726,7 @@ def _readable_form(dom, symbols: dict, facts: list) -> str | None:
             parts.append(f"{k} % {m} == {r}")
             cand.append(s % m == r)
     box = z3.And(*facts, *cand) if (facts or cand) else z3.BoolVal(True)
-    eqv = solver.prove(dom == box, timeout_ms=20000)
+    eqv = _bprove(dom == box, timeout_ms=20000)
     if eqv.unsat:
         return " and ".join(parts) if parts else "always (every size >= 0)"
     # holes: points of the box outside the domain, generalised and proven
@@ -704,7 +742,7 @@ def _joint(dom, box, symbols) -> list | None:
     names = list(symbols)
     cur = box
     for _ in range(8):
-        r = solver.check(cur, z3.Not(dom))
+        r = _bcheck(cur, z3.Not(dom))
         if r.unsat:
             break
         if not r.sat:
@@ -713,7 +751,7 @@ def _joint(dom, box, symbols) -> list | None:
         found = None
         for k in names:
             cand = symbols[k] != vals[k]
-            if solver.prove(z3.Implies(dom, cand)).unsat:
+            if _bprove(z3.Implies(dom, cand)).unsat:
                 found = (f"{k} != {vals[k]}", cand)
                 break
         if found is None:
@@ -723,14 +761,14 @@ def _joint(dom, box, symbols) -> list | None:
                     prod = prod * symbols[k]
                 cand = prod != 1
                 if all(vals[k] == 1 for k in group) and \
-                        solver.prove(z3.Implies(dom, cand)).unsat:
+                        _bprove(z3.Implies(dom, cand)).unsat:
                     found = (" * ".join(group) + " != 1", cand)
                     break
         if found is None:
             return None
         atoms.append(found[0])
         cur = z3.And(cur, found[1])
-    if not atoms or not solver.prove(dom == cur, timeout_ms=20000).unsat:
+    if not atoms or not _bprove(dom == cur, timeout_ms=20000).unsat:
         return None
     return atoms
 
