@@ -27,13 +27,18 @@ w64 = D.wrap64
 
 def conv_output_size(input_size: Sequence[Any], weight_size: Sequence[Any],
                      padding: Sequence[Any], stride: Sequence[Any],
-                     dilation: Sequence[Any] | None = None) -> list:
-    """``_conv_output_size``: ``(in + 2p - (d(k-1)+1)) / s + 1`` with C++ truncation."""
+                     dilation: Sequence[Any] | None = None, div: Any = None) -> list:
+    """``_conv_output_size``: ``(in + 2p - (d(k-1)+1)) / s + 1`` with C++ truncation.
+
+    ``div`` replaces the division (default :func:`symconv.domain.cdiv`); the tracer passes
+    ``domain.floordiv_total``, equal wherever the kernel-size check passes (numerator >= 0),
+    which keeps its symbolic sizes free of the sign case split."""
+    div = D.cdiv if div is None else div
     out = [input_size[0], weight_size[0]]
     for d in range(2, len(input_size)):
         dil = dilation[d - 2] if dilation else 1
         kernel = w64(dil * (weight_size[d] - 1) + 1)
-        out.append(w64(D.cdiv(w64(input_size[d] + 2 * padding[d - 2] - kernel), stride[d - 2]) + 1))
+        out.append(w64(div(w64(input_size[d] + 2 * padding[d - 2] - kernel), stride[d - 2]) + 1))
     return out
 
 
