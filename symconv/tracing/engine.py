@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 import z3

@@ -10,7 +10,6 @@ compute exactly what the original computes for every size (tests compare them on
 from __future__ import annotations
 
 import contextlib
-import importlib
 import sys
 
 import z3

@@ -16,9 +16,9 @@ convolution is answered by :mod:`symconv.functional` itself, kernel checks inclu
 from __future__ import annotations
 
 import dataclasses
-import math
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ import z3
 
 from .. import domain as D
 from .. import shapes as S
-from .tensor import (STensor, SymInt, SymSize, TraceError, UnsupportedOp, is_sym, wrap, zexpr,
+from .tensor import (STensor, SymInt, TraceError, UnsupportedOp, is_sym, wrap, zexpr,
                      zsub)
 
 __all__ = ["RULES", "lookup", "rule", "wrap_dim", "ConvCall"]
@@ -355,7 +355,8 @@ def _infer_size(run, input, target, op):
         out = list(target)
         out[neg[0]] = rest
         return out
-    run.check(eq(known, n), RuntimeError, lambda: f"shape '{tl()}' is invalid for input of size {n}")
+    run.check(eq(known, n), RuntimeError,
+              lambda: f"shape '{tl()}' is invalid for input of size {n}")
     return list(target)
 
 
@@ -820,7 +821,7 @@ def _batch_norm_core(run, input, running_mean, running_var, weight, bias, traini
     c = input.shape[1]
     total = None
     # an empty input skips the kernel's checks: the output is input.clone() * weight[0] + bias[0]
-    for name, t in (("weight", weight), ("bias", bias)):
+    for t in (weight, bias):
         if t is not None and numel(shape_of(t)) == 0:
             total = zexpr(numel(input.shape))
             run.check(total != 0, IndexError,
@@ -912,8 +913,6 @@ def _pool_nd(run, input, n, kernel_size, stride, padding, dilation, ceil_mode, k
         else _tuple(stride, n)
     p = _tuple(padding, n)
     d = _tuple(dilation, n)
-    sh = list(input.shape)
-    nd = len(sh)
     if n in (1, 2):
         return _pool2d(run, input, n, k, s, p, d, ceil_mode, kind)
     return _pool3d(run, input, k, s, p, d, ceil_mode, kind)
@@ -926,7 +925,6 @@ def _pool_out(run, size, k, p, s, d, ceil_mode):
 
 def _pool2d(run, input, n, k, s, p, d, ceil_mode, kind):
     sh = list(input.shape)
-    name = kind
     if n == 1:
         # max_pool1d / avg_pool1d: the 1-d ops view the input as 2-d
         if len(sh) not in (2, 3):
@@ -1138,7 +1136,7 @@ def _interpolate(run, input, size=None, scale_factor=None, mode="nearest", align
                  recompute_scale_factor=None, antialias=False):
     name = run.current_op.split(".")[-1]
     if name == "upsample_bilinear":
-        mode, align_corners = "bilinear", True
+        mode = "bilinear"  # align_corners does not change the output size
     sh = list(input.shape)
     dim = len(sh) - 2
     if dim < 1 or dim > 3:
@@ -1321,12 +1319,11 @@ def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilati
         (bsh is None or len(bsh) == 1)
     if general:
         # channel counts become template symbols too: one entry per kernel geometry
-        chan = [(cdim, "_ci")]
         wt = (SymInt(z3.Int("_w0")), SymInt(z3.Int("_w1"))) + tuple(wsh[2:])
         bt = None if bsh is None else (SymInt(z3.Int("_b0")),)
         ckey = ("general",)
     else:
-        chan, wt, bt, ckey = [], tuple(wsh), bsh, (tuple(wsh), bsh)
+        wt, bt, ckey = tuple(wsh), bsh, (tuple(wsh), bsh)
     key = (n, transposed, tuple(wsh[2:]), bsh is not None, ckey, repr(stride), repr(padding),
            repr(dilation), groups, repr(output_padding),
            tuple(v if isinstance(v, int) and i != cdim else None for i, v in enumerate(sh)),

@@ -9,7 +9,6 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 import z3
@@ -17,7 +16,7 @@ import z3
 from .. import solver
 from ..spec import TensorSpec
 from .engine import PathResult, explore, run_once
-from .tensor import SymInt, SymSize, TraceError, zexpr, zsub
+from .tensor import SymInt, SymSize, zexpr, zsub
 
 __all__ = ["Trace", "Explanation", "trace"]
 
@@ -257,7 +256,7 @@ class Trace:
         specs = [_concrete_spec(s, values, self._symbols) for s in self.specs]
         from .helpers import patches
         with _mode(self.model, self.train):
-            run, res = run_once(self.model, specs, {}, [], [], self.env, patches)
+            _, res = run_once(self.model, specs, {}, [], [], self.env, patches)
         if res.ok:
             return None
         e = res.error
