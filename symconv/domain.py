@@ -308,7 +308,7 @@ def floormod(a: Any, b: Any) -> Any:
 def _is_pos_literal(b: Any) -> bool:
     if isinstance(b, z3.ExprRef):
         return z3.is_int_value(b) and b.as_long() > 0
-    return isinstance(b, (int, np.integer)) and not isinstance(b, bool) and b > 0
+    return isinstance(b, (int, np.integer)) and not isinstance(b, bool) and bool(b > 0)
 
 
 def _zero_guard(b: Any, value: Any) -> Any:
