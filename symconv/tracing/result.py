@@ -74,7 +74,7 @@ class Trace:
         self.stats = stats
         self.train = train
         self._domain = None
-        self._readable = None
+        self._readable: str | None = None
 
     # --- symbols and domain -----------------------------------------------------------
     @property
@@ -398,7 +398,7 @@ class Trace:
                              "joining symbols): the exported range contains sizes where "
                              "forward fails" + (f" (e.g. {_model_str(chk.model, self._symbols)})"
                                                 if chk.sat else " (undecided)"))
-        out = []
+        out: list = []
         for spec in self.specs:
             if not isinstance(spec, TensorSpec):
                 out.append(None)
@@ -796,9 +796,9 @@ def trace(model: torch.nn.Module, *specs, train: bool | None = None, env=None,
     from .. import domain as D
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    specs = [TensorSpec(s) if isinstance(s, (tuple, list)) else s for s in specs]
+    spec_list = [TensorSpec(tuple(s)) if isinstance(s, (tuple, list)) else s for s in specs]
     symbols: dict = {}
-    for s in specs:
+    for s in spec_list:
         if isinstance(s, TensorSpec):
             for d in s.shape:
                 if not isinstance(d, int):
@@ -808,7 +808,7 @@ def trace(model: torch.nn.Module, *specs, train: bool | None = None, env=None,
     train = model.training if train is None else bool(train)
     t0 = time.perf_counter()
     with _mode(model, train):
-        paths, stats = explore(model, specs, symbols, facts, env, patches, max_paths)
+        paths, stats = explore(model, spec_list, symbols, facts, env, patches, max_paths)
     stats["seconds"] = time.perf_counter() - t0
     stats["paths"] = len(paths)
-    return Trace(model, specs, symbols, facts, paths, env, stats, train)
+    return Trace(model, spec_list, symbols, facts, paths, env, stats, train)

@@ -179,7 +179,7 @@ class SymInt:
         r = wrap(f(self.e, oe))
         return bool(r) if STATE.run is not None else r
 
-    def __eq__(self, o):  # type: ignore[override]
+    def __eq__(self, o):
         if isinstance(o, float):
             if not o.is_integer():
                 return False
@@ -188,7 +188,7 @@ class SymInt:
             return False
         return self._cmp(o, lambda a, b: a == b)
 
-    def __ne__(self, o):  # type: ignore[override]
+    def __ne__(self, o):
         if isinstance(o, float):
             if not o.is_integer():
                 return True
