@@ -29,6 +29,7 @@ import z3
 __all__ = [
     "INT", "SYMPY", "Z3", "NUMPY", "kind", "is_concrete", "is_symbolic", "cdiv", "cmod",
     "floordiv", "floormod", "floordiv_total", "floormod_total", "cdiv_total",
+    "floordiv_size", "floormod_size",
     "min_", "max_", "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_",
     "not_", "ite", "any_", "all_", "prod", "TruncDiv", "TruncMod", "to_z3", "to_sympy",
     "simplify", "truth", "INT64_MAX", "INT_MAX", "sym",
@@ -363,6 +364,26 @@ def floormod_total(a: Any, b: Any) -> Any:
     if k == Z3:
         a, b = _z3(a), _z3(b)
     return a - b * floordiv_total(a, b)
+
+
+def floordiv_size(a: Any, b: Any) -> Any:
+    """:func:`floordiv_total` for a divisor that is >= 0 wherever it matters (a size or a
+    product of sizes): Z3 drops the negative-divisor case (``If(b == 0, 0, a / b)``; Z3's
+    Euclidean ``/`` is floor division for ``b > 0``). Other domains: :func:`floordiv_total`."""
+    if kind(a, b) == Z3 and not _is_pos_literal(b):
+        a, b = _z3(a), _z3(b)
+        return z3.If(b == 0, z3.IntVal(0), a / b)
+    return floordiv_total(a, b)
+
+
+def floormod_size(a: Any, b: Any) -> Any:
+    """:func:`floormod_total` for a divisor that is >= 0 wherever it matters (see
+    :func:`floordiv_size`): ``If(b == 0, a, a % b')`` in Z3, ``b'`` being ``b`` made nonzero."""
+    if kind(a, b) == Z3 and not _is_pos_literal(b):
+        a, b = _z3(a), _z3(b)
+        # the divisor is never a literal 0, even after z3.simplify rewrites inside the If
+        return z3.If(b == 0, a, a % z3.If(b == 0, z3.IntVal(1), b))
+    return floormod_total(a, b)
 
 
 def cdiv_total(a: Any, b: Any) -> Any:

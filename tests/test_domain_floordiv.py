@@ -59,3 +59,14 @@ def test_sympy_and_numpy():
     want_r = [a if b == 0 else a % b for a, b in zip(av.tolist(), bv.tolist())]
     assert D.floordiv_total(av, bv).tolist() == want_q
     assert D.floormod_total(av, bv).tolist() == want_r
+
+
+def test_size_divisor_variants_agree_for_nonnegative_divisors():
+    a, b = z3.Ints("a b")
+    s = z3.Solver()
+    s.add(b >= 0, z3.Or(D.floordiv_size(a, b) != D.floordiv_total(a, b),
+                        D.floormod_size(a, b) != D.floormod_total(a, b)))
+    assert s.check() == z3.unsat
+    assert D.floordiv_size(7, 2) == 3 and D.floormod_size(-7, 2) == 1
+    with pytest.raises(ZeroDivisionError):
+        D.floordiv_size(1, 0)

@@ -350,7 +350,7 @@ def _infer_size(run, input, target, op):
                   if not isinstance(known, int) or known > 0
                   else z3.BoolVal(True), RuntimeError,
                   lambda: f"shape '{tl()}' is invalid for input of size {n}")
-        rest = wrap(D.floordiv_total(zexpr(n), zexpr(known))) \
+        rest = wrap(D.floordiv_size(zexpr(n), zexpr(known))) \
             if not (isinstance(known, int) and known == 1) else n
         out = list(target)
         out[neg[0]] = rest
