@@ -83,7 +83,7 @@ def _side_by_side(names: list, baseline: str, timeout: float) -> None:
         cc, cw, cr, bad, cv = _child(here, a, b, timeout)
         ratio = f"{bc / cc:.2f}x" if br is not None and cr is not None else "-"
         print(f"{n:<16} {bc:>8.2f} {bw:>9.2f} {cc:>8.2f} {cw:>8.2f} {ratio:>9} "
-              f"{str(br):>5}/{str(cr):<5}  {cv}" + (f" (baseline: {bv})" if br is None else "")
+              f"{br!s:>5}/{cr!s:<5}  {cv}" + (f" (baseline: {bv})" if br is None else "")
               + (f", {bad} witness(es) NOT differing" if bad else ""), flush=True)
 
 

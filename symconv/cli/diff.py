@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(f"symconv diff: comparing {la} and {lb} ...\n")
     try:
         res = diff(ea, eb, dims=dims, where=where, validate=not args.no_validate,
-                   minimize=args.minimize, progress=lambda m: sys.stderr.write(f"symconv diff: {m}\n"))
+                   minimize=args.minimize,
+                   progress=lambda m: sys.stderr.write(f"symconv diff: {m}\n"))
     except WhereError as e:
         raise CLIError("--where", str(e)) from None
     res.label_a, res.label_b = la, lb
