@@ -39,7 +39,7 @@ from .reach import env_summary
 from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _Evaluator, _valid_combo,
                     fact_text, value_name, variables)
 from .where import Where, WhereError, parse_where
-from .witness import build_tensor, env_name, torch_flags
+from .witness import build_tensor, env_name, fact_tags, torch_flags
 
 __all__ = ["diff", "DiffResult", "DiffRegion", "DiffWitness", "resolve_sides", "sampled_check",
            "DEFAULT_BOX", "concrete_outcome"]
@@ -184,15 +184,8 @@ class DiffWitness:
 
     def call_text(self) -> str:
         inp, wgt, args = _call(self.dims, self.transposed, self.values, self.facts)
-        f = self.facts
-        extra = [f["dtype"], f["device"]]
-        if f["input_mf"] != "contiguous":
-            extra.append(f["input_mf"])
-        if f["layout"] != "strided":
-            extra.append(f"layout={f['layout']}")
-        if f["requires_grad"]:
-            extra.append("requires_grad")
-        w = f" {f['weight_mf']}" if f["weight_mf"] != "contiguous" else ""
+        extra, wextra = fact_tags(self.facts)
+        w = f" {wextra[0]}" if wextra else ""
         return (f"input {list(inp.shape)} {' '.join(extra)}, weight {list(wgt.shape)}{w}, "
                 f"stride={args[0]} padding={args[1]} dilation={args[2]} "
                 f"transposed={self.transposed} output_padding={args[4]} groups={args[5]}")

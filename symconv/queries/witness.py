@@ -35,6 +35,19 @@ def env_name(env: Environment) -> str:
     return "custom"
 
 
+
+def fact_tags(f: dict) -> tuple[list[str], list[str]]:
+    """The input's and the weight's categorical facts as shown after their shapes: dtype and
+    device always, memory format, layout and requires_grad where not the default."""
+    extra = [f["dtype"], f["device"]]
+    if f["input_mf"] != "contiguous":
+        extra.append(f["input_mf"])
+    if f["layout"] != "strided":
+        extra.append(f"layout={f['layout']}")
+    if f["requires_grad"]:
+        extra.append("requires_grad")
+    return extra, ([f["weight_mf"]] if f["weight_mf"] != "contiguous" else [])
+
 @dataclasses.dataclass
 class Witness:
     """A concrete call that reaches ``backend`` (according to symconv's rules)."""
@@ -142,15 +155,7 @@ class Witness:
                    dict(obj["values"]), facts, dict(obj["flags"]))
 
     def lines(self) -> list[str]:
-        f = self.facts
-        extra = [f["dtype"], f["device"]]
-        if f["input_mf"] != "contiguous":
-            extra.append(f["input_mf"])
-        if f["layout"] != "strided":
-            extra.append(f"layout={f['layout']}")
-        if f["requires_grad"]:
-            extra.append("requires_grad")
-        wextra = [f["weight_mf"]] if f["weight_mf"] != "contiguous" else []
+        extra, wextra = fact_tags(self.facts)
         out = [f"input   {list(self.input_shape)} {' '.join(extra)}",
                f"weight  {list(self.weight_shape)}" + (f" {' '.join(wextra)}" if wextra else ""),
                "bias    none",

@@ -24,8 +24,8 @@ import z3
 
 from .. import solver
 from ..spec import TensorSpec
-from .tensor import (STATE, STensor, SymInt, SymSize, TraceError, UnsupportedOp, wrap, zexpr,
-                     zsub)
+from .tensor import (STATE, STensor, SymInt, SymSize, TraceError, UnsupportedOp, decided_check,
+                     wrap, zsub)
 
 __all__ = ["Check", "LayerRecord", "PathRun", "PathResult", "dispatch", "explore",
            "MAX_PATHS"]
@@ -237,12 +237,9 @@ class PathRun:
     # --- checks -----------------------------------------------------------------------
     def check(self, cond, error: type, message: Callable[[], str]) -> None:
         """Record a check; raise torch's error at once when it fails for every point here."""
-        c = zexpr(cond) if not isinstance(cond, bool) else z3.BoolVal(cond)
-        c = z3.simplify(c)
-        if z3.is_true(c):
+        c = decided_check(cond, error, message)
+        if c is None:
             return
-        if z3.is_false(c):
-            raise error(message())
         key = c.get_id()
         if key in self._check_keys:
             return

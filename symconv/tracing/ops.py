@@ -26,8 +26,8 @@ import z3
 
 from .. import domain as D
 from .. import shapes as S
-from .tensor import (STensor, SymInt, TraceError, UnsupportedOp, is_sym, wrap, zexpr,
-                     zsub)
+from .tensor import (STensor, SymInt, TraceError, UnsupportedOp, decided_check, is_sym, wrap,
+                     zexpr, zsub)
 
 __all__ = ["RULES", "lookup", "rule", "wrap_dim", "ConvCall"]
 
@@ -1299,13 +1299,9 @@ class _Recorder:
         self.checks: list = []
 
     def check(self, cond, error, message):
-        c = zexpr(cond) if not isinstance(cond, bool) else z3.BoolVal(cond)
-        c = z3.simplify(c)
-        if z3.is_true(c):
-            return
-        if z3.is_false(c):
-            raise error(message())
-        self.checks.append((c, error, message))
+        c = decided_check(cond, error, message)
+        if c is not None:
+            self.checks.append((c, error, message))
 
 
 def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilation, groups,

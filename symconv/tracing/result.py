@@ -709,21 +709,7 @@ def _readable_form(dom, symbols: dict, facts: list) -> str | None:
         return "always (every size >= 0)"
     if not _bcheck(dom).sat:
         return "never"
-    parts = []
-    cand = []
-    samples = _sample_valid(dom, symbols)
-    for k, s in symbols.items():
-        f = _facts(dom, s, samples, symbols)
-        if f["min"] and f["min"] > 0:
-            parts.append(f"{k} >= {f['min']}")
-            cand.append(s >= f["min"])
-        if f["max"] is not None:
-            parts.append(f"{k} <= {f['max']}")
-            cand.append(s <= f["max"])
-        m, r = f["mod"]
-        if m > 1:
-            parts.append(f"{k} % {m} == {r}")
-            cand.append(s % m == r)
+    parts, cand = _box_parts(dom, symbols)
     box = z3.And(*facts, *cand) if (facts or cand) else z3.BoolVal(True)
     eqv = _bprove(dom == box, timeout_ms=20000)
     if eqv.unsat:

@@ -59,6 +59,18 @@ def zexpr(x: Any):
     raise TypeError(f"not a size: {x!r} ({type(x).__name__})")
 
 
+def decided_check(cond: Any, error: type, message: Any):
+    """A check's condition simplified: ``None`` when it always passes; raises ``error(message())``
+    when it always fails; else the Z3 condition to record."""
+    c = zexpr(cond) if not isinstance(cond, bool) else z3.BoolVal(cond)
+    c = z3.simplify(c)
+    if z3.is_true(c):
+        return None
+    if z3.is_false(c):
+        raise error(message())
+    return c
+
+
 def wrap(e: Any) -> Any:
     """A Z3 integer term as an int (literal) or a SymInt; Z3 booleans as bool or SymBool."""
     if isinstance(e, (int, bool)):
