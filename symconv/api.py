@@ -8,17 +8,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
 from . import domain as D
 from .backends import ConvBackend
 from .env import Environment
-from .errors import Check, Checker, ConvError, ConvValueError, StopSymbolic, fmt_int
+from .errors import Check, Checker, ConvError, ConvValueError, StopSymbolic
 from .kernels import kernel_checks
 from .params import ConvParams, expand_param_if_needed
-from .rules import RULES, Ctx, ErrorOutcome, Rule, cases, determine_backend_memory_format, evaluate
+from .rules import Ctx, ErrorOutcome, cases, determine_backend_memory_format, evaluate
 from .shapes import calc_output_size, check_shape_forward
 from .spec import TensorSpec, as_spec, memory_format_from_code
 
@@ -117,8 +118,9 @@ class Prepared:
     stopped: bool = False
 
 
-def prepare(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
-            *, env: Environment | None = None, need_backward: bool | None = None,
+def prepare(input: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
+            transposed: Any, output_padding: Any, groups: Any, *,
+            env: Environment | None = None, need_backward: bool | None = None,
             bias_sizes: Sequence[Any] | None = None, checker: Checker | None = None,
             entry: str = "select") -> Prepared:
     """Run the shared front half of ``select_conv_backend`` and ``_convolution``."""
@@ -161,7 +163,8 @@ def prepare(input, weight, bias, stride, padding, dilation, transposed, output_p
         view_in = _view4d(inp, contiguous_first=True)
         view_w = _view4d(wgt, contiguous_first=False)
         viewed = True
-    bs = tuple(b.shape) if b is not None else (tuple(bias_sizes) if bias_sizes is not None else None)
+    bs = tuple(b.shape) if b is not None else \
+        (tuple(bias_sizes) if bias_sizes is not None else None)
     if need_backward is None:
         need_backward = env.grad_enabled and (inp.requires_grad or wgt.requires_grad or
                                               (b is not None and b.requires_grad))
@@ -178,7 +181,7 @@ class Case:
     outcome: Any
     rule: str
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         yield self.condition
         yield self.outcome
 
@@ -196,7 +199,7 @@ class SymbolicSelection:
     replay: Any = None  # values -> the concrete call's answer
 
     @property
-    def valid(self):
+    def valid(self) -> Any:
         """The condition under which every shape check passes."""
         return D.and_(*[c.cond for c in self.checks])
 
@@ -214,7 +217,7 @@ class SymbolicSelection:
                 return c
         raise AssertionError("no case holds: the cases are not exhaustive")  # pragma: no cover
 
-    def at(self, **values: int):
+    def at(self, **values: int) -> ConvBackend:
         """The answer at concrete symbol values: the backend, or raise torch's error."""
         self.case_at(**values)
         return self.replay(values)
@@ -254,7 +257,7 @@ def _outcome_str(o: Any) -> str:
     return str(o)
 
 
-def _subs(x: Any, values: dict):
+def _subs(x: Any, values: dict) -> Any:
     import sympy
     import z3
     if isinstance(x, sympy.Basic):
@@ -328,14 +331,15 @@ def _check_cases(checks: list[Check]) -> list[Case]:
     return out
 
 
-def select_conv_backend(input, weight, bias, stride, padding, dilation, transposed,
-                        output_padding, groups, *, env: Environment | None = None,
-                        need_backward: bool | None = None,
-                        bias_sizes: Sequence[Any] | None = None):
+def select_conv_backend(input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
+                        dilation: Any, transposed: Any, output_padding: Any, groups: Any, *,
+                        env: Environment | None = None, need_backward: bool | None = None,
+                        bias_sizes: Sequence[Any] | None = None) -> Any:
     """``torch._C._select_conv_backend`` with symconv's rules.
 
     Concrete arguments give a :class:`ConvBackend` (or raise torch's error as
-    :class:`ConvError`); symbolic sizes give a :class:`SymbolicSelection`.
+    :class:`ConvError`); symbolic sizes give a :class:`SymbolicSelection`. (Typed ``Any``:
+    the caller knows which it passed, and a union would make every concrete caller narrow it.)
     """
     env = Environment.from_torch() if env is None else env
     key = _cache_key(input, weight, bias, stride, padding, dilation, transposed, output_padding,
@@ -350,7 +354,7 @@ def select_conv_backend(input, weight, bias, stride, padding, dilation, transpos
                 groups, env=env, need_backward=need_backward, bias_sizes=bias_sizes)
     if not _is_symbolic_call(p):
         try:
-            rule, outcome = evaluate(p.ctx)
+            _, outcome = evaluate(p.ctx)
             if isinstance(outcome, ErrorOutcome):
                 raise outcome.exception(p.ctx)
         except Exception as e:
@@ -373,14 +377,15 @@ _SELECT_CACHE: dict = {}
 _SELECT_CACHE_SIZE = 4096
 
 
-def _remember(key, value) -> None:
+def _remember(key: tuple, value: Any) -> None:
     if len(_SELECT_CACHE) >= _SELECT_CACHE_SIZE:
         _SELECT_CACHE.pop(next(iter(_SELECT_CACHE)))
     _SELECT_CACHE[key] = value
 
 
-def _cache_key(input, weight, bias, stride, padding, dilation, transposed, output_padding,
-               groups, env, need_backward, bias_sizes):
+def _cache_key(input: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
+               transposed: Any, output_padding: Any, groups: Any, env: Environment,
+               need_backward: bool | None, bias_sizes: Sequence[Any] | None) -> tuple | None:
     """A hashable key for an all-int call with TensorSpec arguments, else ``None``."""
     if not (isinstance(input, TensorSpec) and isinstance(weight, TensorSpec)
             and (bias is None or isinstance(bias, TensorSpec))):
@@ -445,11 +450,14 @@ def _symbolic_selection(p: Prepared) -> SymbolicSelection:
     return SymbolicSelection(checks, _prune(p, out), p.ctx.env)
 
 
-def determine_backend_memory_format_api(input, weight, backend: ConvBackend, *,
-                                        env: Environment | None = None):
+def determine_backend_memory_format_api(input: Any, weight: Any,
+                                        backend: ConvBackend | int | str, *,
+                                        env: Environment | None = None) -> Any:
     """``torch._C._conv_determine_backend_memory_format(input, weight, backend)``.
 
-    ``backend`` is a :class:`ConvBackend` (its int value or name are accepted too)."""
+    ``backend`` is a :class:`ConvBackend` (its int value or name are accepted too). Concrete
+    sizes give a ``torch.memory_format``; symbolic ones an ``MF_*`` code expression (``Any``,
+    as for :func:`select_conv_backend`)."""
     env = Environment.from_torch() if env is None else env
     if not isinstance(env, Environment):
         raise TypeError(f"env must be a symconv.Environment, got {type(env).__name__}")
@@ -472,17 +480,19 @@ def determine_backend_memory_format_api(input, weight, backend: ConvBackend, *,
     return code
 
 
-def convolution_output_shape(input, weight, bias, stride, padding, dilation, transposed,
-                             output_padding, groups, *, env: Environment | None = None,
-                             need_backward: bool | None = None):
-    """The shape ``torch.convolution(...)`` returns, or its error (as :class:`ConvError`).
+def convolution_output_shape(input: Any, weight: Any, bias: Any, stride: Any, padding: Any,
+                             dilation: Any, transposed: Any, output_padding: Any, groups: Any,
+                             *, env: Environment | None = None,
+                             need_backward: bool | None = None) -> Any:
+    """The shape ``torch.convolution(...)`` returns (a tuple of ints), or its error (as
+    :class:`ConvError`).
 
-    Symbolic sizes give a :class:`SymbolicShape`.
+    Symbolic sizes give a :class:`SymbolicShape` (``Any``, as for :func:`select_conv_backend`).
     """
     p = prepare(input, weight, bias, stride, padding, dilation, transposed, output_padding,
                 groups, env=env, need_backward=need_backward, entry="convolution")
     if not _is_symbolic_call(p):
-        rule, outcome = evaluate(p.ctx)
+        _, outcome = evaluate(p.ctx)
         if isinstance(outcome, ErrorOutcome):
             raise outcome.exception(p.ctx)
         kshape = kernel_checks(outcome, p, Checker())
@@ -503,12 +513,12 @@ def _symbolic_shape(p: Prepared) -> SymbolicShape:
     checks = p.checker.checks
     out = _check_cases(checks)
     valid_all = D.and_(*[c.cond for c in checks])
-    shape = ()
+    shape: tuple[Any, ...] = ()
     if not p.stopped:
-        shape = calc_output_size(p.ctx.input, p.ctx.weight, p.ctx.params)
+        sizes = calc_output_size(p.ctx.input, p.ctx.weight, p.ctx.params)
         if p.viewed_1d:
-            shape = shape[:2] + shape[3:]
-        shape = tuple(shape)
+            sizes = sizes[:2] + sizes[3:]
+        shape = tuple(sizes)
         for cond, rule in cases(p.ctx):
             c = D.and_(valid_all, cond)
             if D.truth(c) is False:

@@ -36,7 +36,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings as _warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ from . import api as _api
 from . import domain as D
 from .api import Case, _check_cases, prepare
 from .env import Environment
-from .errors import Check, Checker, ConvError, ConvValueError, StopSymbolic, fmt_int, fmt_sizes
+from .errors import Checker, ConvError, ConvValueError, StopSymbolic, fmt_int, fmt_sizes
 from .kernels import kernel_checks
 from .rules import (RULES, ErrorOutcome, determine_backend_memory_format, evaluate,
                     mkldnn_conv_use_channels_last, thnn_conv_use_channels_last)
@@ -223,9 +224,11 @@ class _Run:
         self.warnings: list[tuple[Any, str]] = []
         self.symbols: set = set()
 
-    def fail(self, message: str, *, name: str, error: type = ConvError) -> None:
-        """An unconditional error at this point (after the checks recorded so far)."""
+    def fail(self, message: str, *, name: str, error: type = ConvError) -> NoReturn:
+        """An unconditional error at this point (after the checks recorded so far): torch's
+        error, or StopSymbolic where undecided checks precede it."""
         self.check(False, lambda: message, name=name, error=error)
+        raise AssertionError("a check of False always raises")  # pragma: no cover
 
     def warn(self, cond: Any, message: str) -> None:
         t = D.truth(cond)
@@ -356,7 +359,7 @@ class _Undecided(Exception):
     pass
 
 
-def _decider(run: "_Run | None", cond: Any) -> Callable[[Any], Any] | None:
+def _decider(run: _Run | None, cond: Any) -> Callable[[Any], Any] | None:
     """Decide a symbolic comparison where ``cond`` holds (Z3, bounded time)."""
     if run is None or D.truth(cond) is not None:
         return None
@@ -535,7 +538,7 @@ def _convolution(run: _Run, x: TensorSpec, w: TensorSpec, b: TensorSpec | None, 
     run.note(p.original_input, p.original_weight, p.ctx.bias)
     env = run.env
     if not _api._is_symbolic_call(p):
-        rule, outcome = evaluate(p.ctx)
+        _, outcome = evaluate(p.ctx)
         if isinstance(outcome, ErrorOutcome):
             raise outcome.exception(p.ctx)
         kshape = kernel_checks(outcome, p, Checker())
@@ -545,8 +548,7 @@ def _convolution(run: _Run, x: TensorSpec, w: TensorSpec, b: TensorSpec | None, 
                             post, x, requires_grad)
     ss = _api._symbolic_shape(p)
     cases: list[Case] = []
-    valid_codes: list[tuple[Any, Any]] = []
-    shape = None
+    valid_codes: list[tuple[Any, Any, TensorSpec]] = []  # (condition, MF_* code, output)
     for c in ss.cases:
         if isinstance(c.outcome, BaseException):
             cases.append(c)
@@ -554,8 +556,7 @@ def _convolution(run: _Run, x: TensorSpec, w: TensorSpec, b: TensorSpec | None, 
         backend = _RULES_BY_NAME[c.rule].outcome
         layout = _resolve_code(run, _kernel_layout(p, backend, env, _decider(run, c.condition)),
                                c.condition)
-        shape = tuple(c.outcome)
-        spec = _output_spec(shape, layout, p.viewed_1d, post, x, requires_grad)
+        spec = _output_spec(tuple(c.outcome), layout, p.viewed_1d, post, x, requires_grad)
         code = layout if not callable(layout) else spec.suggest_memory_format()
         valid_codes.append((c.condition, code, spec))
         cases.append(Case(c.condition, spec, c.rule))
@@ -787,7 +788,7 @@ def _non_overlapping_and_dense(sizes, strides) -> bool | None:
 
 def _with_format(x: TensorSpec, shape: tuple, code: Any, dtype=None) -> TensorSpec:
     """A fresh tensor of ``shape`` in the memory format ``code`` (``at::empty(..., fmt)``)."""
-    if isinstance(code, int) and code == MF_CONTIGUOUS or len(shape) not in (4, 5):
+    if (isinstance(code, int) and code == MF_CONTIGUOUS) or len(shape) not in (4, 5):
         strides = tuple(contiguous_strides(shape))
     else:
         strides = _strides_for(shape, code)
@@ -990,8 +991,8 @@ class _Schema:
         """Positional arguments in order, then keyword arguments in reverse call order (the
         order torch's message lists them in, measured)."""
         names = [p[0] for p in self.params]
-        out = [(names[i], self.params[i][1], a, i + 1) for i, a in enumerate(args)
-               if i < len(names)]
+        out: list[tuple[str, str, Any, int | None]] = [
+            (names[i], self.params[i][1], a, i + 1) for i, a in enumerate(args) if i < len(names)]
         out += [(k, self.params[names.index(k)][1], v, None)
                 for k, v in reversed(list(kwargs.items())) if k in names]
         return out
@@ -1008,6 +1009,7 @@ class _Schema:
         bound = self._bind(args, kwargs)
         names = [p[0] for p in self.params]
         in_order = sorted(bound, key=lambda b: names.index(b[0]))  # torch reads them so
+        chosen: dict[str, tuple[str, str]]  # the overload's (kind, default) per parameter
         if self.alt is None:
             for name, kind, v, pos in in_order:
                 if not _matches(kind, v):
@@ -1074,7 +1076,8 @@ _PAD_SCHEMA = _Schema("pad", [("input", "Tensor", ""), ("pad", "int[]", ""),
                       positional=True)
 
 
-def _conv_nd(n: int, input, weight, bias, stride, padding, dilation, groups, env):
+def _conv_nd(n: int, input, weight, bias, stride, padding, dilation, groups, *,
+             env: Environment | None):
     run = _Run(env)
     inp, wgt, b = _specs(f"conv{n}d", input, weight, bias)
     run.note(inp, wgt, b)
@@ -1086,11 +1089,11 @@ def _conv_nd(n: int, input, weight, bias, stride, padding, dilation, groups, env
     out = _finish(run, lambda: _lift(
         lambda: _conv_body(run, n, inp, wgt, b, stride_l, padding_a, dilation_l, g, rg), run))
     call = [input, weight, bias, stride, padding, dilation, groups]
-    return _with_replay(out, lambda values: _conv_nd(n, *substitute(call, values), env))
+    return _with_replay(out, lambda values: _conv_nd(n, *substitute(call, values), env=env))
 
 
 def _conv_transpose_nd(n: int, input, weight, bias, stride, padding, output_padding, groups,
-                       dilation, env):
+                       dilation, *, env: Environment | None):
     run = _Run(env)
     inp, wgt, b = _specs(f"conv_transpose{n}d", input, weight, bias)
     run.note(inp, wgt, b)
@@ -1104,28 +1107,29 @@ def _conv_transpose_nd(n: int, input, weight, bias, stride, padding, output_padd
         lambda: _conv_transpose_body(run, n, inp, wgt, b, stride_l, padding_l, output_padding_l,
                                      g, dilation_l, rg), run))
     call = [input, weight, bias, stride, padding, output_padding, groups, dilation]
-    return _with_replay(out, lambda values: _conv_transpose_nd(n, *substitute(call, values), env))
+    return _with_replay(out, lambda values: _conv_transpose_nd(n, *substitute(call, values),
+                                                               env=env))
 
 
 @_python_args(_conv_schema(1))
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            env: Environment | None = None):
     """``torch.nn.functional.conv1d`` over specs: the output TensorSpec (or torch's error)."""
-    return _conv_nd(1, input, weight, bias, stride, padding, dilation, groups, env)
+    return _conv_nd(1, input, weight, bias, stride, padding, dilation, groups, env=env)
 
 
 @_python_args(_conv_schema(2))
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            env: Environment | None = None):
     """``torch.nn.functional.conv2d`` over specs: the output TensorSpec (or torch's error)."""
-    return _conv_nd(2, input, weight, bias, stride, padding, dilation, groups, env)
+    return _conv_nd(2, input, weight, bias, stride, padding, dilation, groups, env=env)
 
 
 @_python_args(_conv_schema(3))
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            env: Environment | None = None):
     """``torch.nn.functional.conv3d`` over specs: the output TensorSpec (or torch's error)."""
-    return _conv_nd(3, input, weight, bias, stride, padding, dilation, groups, env)
+    return _conv_nd(3, input, weight, bias, stride, padding, dilation, groups, env=env)
 
 
 @_python_args(_conv_transpose_schema(1))
@@ -1133,7 +1137,7 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
                      dilation=1, *, env: Environment | None = None):
     """``torch.nn.functional.conv_transpose1d`` over specs."""
     return _conv_transpose_nd(1, input, weight, bias, stride, padding, output_padding, groups,
-                              dilation, env)
+                              dilation, env=env)
 
 
 @_python_args(_conv_transpose_schema(2))
@@ -1141,7 +1145,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                      dilation=1, *, env: Environment | None = None):
     """``torch.nn.functional.conv_transpose2d`` over specs."""
     return _conv_transpose_nd(2, input, weight, bias, stride, padding, output_padding, groups,
-                              dilation, env)
+                              dilation, env=env)
 
 
 @_python_args(_conv_transpose_schema(3))
@@ -1149,7 +1153,7 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
                      dilation=1, *, env: Environment | None = None):
     """``torch.nn.functional.conv_transpose3d`` over specs."""
     return _conv_transpose_nd(3, input, weight, bias, stride, padding, output_padding, groups,
-                              dilation, env)
+                              dilation, env=env)
 
 
 FUNCTIONS = {"conv1d": conv1d, "conv2d": conv2d, "conv3d": conv3d,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import z3
 
@@ -69,17 +70,25 @@ def _interrupted(reason: str) -> bool:
     return any(w in reason.lower() for w in _INTERRUPTED)
 
 
-class _Limited:
+if TYPE_CHECKING:
+    # z3 ships no type information: to the checker, the mixin's base is Z3's solver (untyped)
+    from z3 import Solver as _Z3Base
+else:
+    _Z3Base = object
+
+
+class _Limited(_Z3Base):
     """``check()`` with symconv's rules, shared by the solver and the optimiser: Z3 catches
     SIGINT itself during a check and answers "unknown"; here that is a KeyboardInterrupt (Ctrl-C
     stops the run), and a memory limit Z3 reports as an exception is "unknown" as well."""
 
     _limit_reason: str = ""
+    _timeout_ms: int  # set by _apply, which every constructor below goes through
 
-    def check(self, *assumptions):  # type: ignore[override]
+    def check(self, *assumptions: Any) -> Any:
         self._limit_reason = ""
         try:
-            r = super().check(*assumptions)  # type: ignore[misc]
+            r = super().check(*assumptions)
         except z3.Z3Exception as e:
             text = str(e.value if hasattr(e, "value") else e)
             if _interrupted(text):
@@ -87,15 +96,15 @@ class _Limited:
             self._limit_reason = f"{text} ({LIMITS.describe(self._timeout_ms)})"
             return z3.unknown
         if r == z3.unknown:
-            reason = super().reason_unknown()  # type: ignore[misc]
+            reason = super().reason_unknown()
             if _interrupted(reason):
                 raise KeyboardInterrupt
         return r
 
-    def reason_unknown(self) -> str:  # type: ignore[override]
+    def reason_unknown(self) -> str:
         if self._limit_reason:
             return self._limit_reason
-        reason = super().reason_unknown()  # type: ignore[misc]
+        reason = super().reason_unknown()
         if reason == "canceled":  # Z3's word when its timer stopped the check
             reason = "timeout"
         return f"{reason} ({LIMITS.describe(self._timeout_ms)})"
@@ -109,7 +118,10 @@ class LimitedOptimize(_Limited, z3.Optimize):
     pass
 
 
-def _apply(s, timeout_ms: int | None):
+_L = TypeVar("_L", bound=_Limited)
+
+
+def _apply(s: _L, timeout_ms: int | None) -> _L:
     t = int(timeout_ms if timeout_ms is not None else LIMITS.timeout_ms)
     s._timeout_ms = t
     s.set("timeout", t)

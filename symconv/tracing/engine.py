@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import z3
@@ -108,7 +108,7 @@ class PathRun:
         self.error_op: str | None = None
         self.solver_calls = 0
         self._check_keys: set = set()
-        self._pool = None
+        self._pool: list[list[tuple[Any, Any]]] | None = None  # (symbol, value) points
         self._pt_state: dict = {}
         self._decided: dict = {}
         self._keep: list = []
@@ -133,7 +133,7 @@ class PathRun:
         r = solver.check(*self._known(), *conds, timeout_ms=DECIDE_TIMEOUT_MS)
         return not r.unsat  # unknown: explore it (an infeasible path only costs time)
 
-    def _points(self) -> list:
+    def _points(self) -> list[list[tuple[Any, Any]]]:
         """Concrete points tried before the solver: a side seen true at a point of the
         reached region is feasible without a query (nonlinear size terms are slow in Z3)."""
         if self._pool is None:
@@ -257,7 +257,7 @@ def _func_name(func) -> str:
     if getattr(func, "__name__", "") == "__get__":
         return "Tensor." + getattr(getattr(func, "__self__", None), "__name__", "?")
     mod = getattr(func, "__module__", None) or ""
-    qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+    qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
     if "TensorBase" in qual or qual.startswith("Tensor."):
         return "Tensor." + qual.split(".")[-1]
     if qual.startswith("_VariableFunctionsClass."):
