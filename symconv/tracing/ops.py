@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 from fractions import Fraction
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -1035,24 +1035,21 @@ def D_ge(a, b):
     return D.ge(a, b)
 
 
-@rule("F.max_pool2d", "F._max_pool2d", "F.max_pool2d_with_indices", "torch.max_pool2d",
-      "nn.max_pool2d_with_indices")
-def _max_pool2d(run, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                return_indices=False):
-    out = _pool_nd(run, input, 2, kernel_size, stride, padding, dilation, ceil_mode, "max")
-    if "with_indices" in run.current_op or return_indices:
-        return out, new(out, out.shape, torch.int64)
-    return out
+def _max_pool_rule(n: int) -> Callable:
+    """max_pool2d/3d: the pooling checks; the indices (int64, the output's shape) when asked
+    for or when the op is the ``_with_indices`` one."""
+    def max_pool(run, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                 return_indices=False):
+        out = _pool_nd(run, input, n, kernel_size, stride, padding, dilation, ceil_mode, "max")
+        if "with_indices" in run.current_op or return_indices:
+            return out, new(out, out.shape, torch.int64)
+        return out
+    return max_pool
 
 
-@rule("F.max_pool3d", "F._max_pool3d", "F.max_pool3d_with_indices", "torch.max_pool3d",
-      "nn.max_pool3d_with_indices")
-def _max_pool3d(run, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                return_indices=False):
-    out = _pool_nd(run, input, 3, kernel_size, stride, padding, dilation, ceil_mode, "max")
-    if "with_indices" in run.current_op or return_indices:
-        return out, new(out, out.shape, torch.int64)
-    return out
+for _nd in (2, 3):
+    rule(f"F.max_pool{_nd}d", f"F._max_pool{_nd}d", f"F.max_pool{_nd}d_with_indices",
+         f"torch.max_pool{_nd}d", f"nn.max_pool{_nd}d_with_indices")(_max_pool_rule(_nd))
 
 
 @rule("torch.avg_pool1d", "F.avg_pool1d")
@@ -1346,9 +1343,7 @@ def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilati
     if entry is None:
         entry = _direct(run, n, transposed, sh, wsh, bias, stride, padding, dilation, groups,
                         output_padding)
-    if entry[0] == "raise":
-        e = entry[1]
-        raise type(e)(*e.args)
+    _raise_recorded(entry)
     _, fresh_syms, checks, outs, _ = entry
     actual = [zexpr(v) for i, v in enumerate(sh) if not isinstance(v, int) or
               (general and i == cdim)]
@@ -1370,9 +1365,7 @@ def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilati
         if fails:
             entry = _direct(run, n, transposed, sh, wsh, bias, stride, padding, dilation,
                             groups, output_padding)
-            if entry[0] == "raise":
-                e = entry[1]
-                raise type(e)(*e.args)
+            _raise_recorded(entry)
             _, fresh_syms, checks, outs, _ = entry
             actual = [zexpr(v) for v in sh if not isinstance(v, int)]
             subst = list(zip(fresh_syms, actual))
@@ -1395,6 +1388,14 @@ def _conv_symbolic(run, n, transposed, input, wsh, bias, stride, padding, dilati
     if isinstance(cin, int) and cin == 0 and len(res) == len(sh):
         res[1 if cdim == 1 else 0] = 0  # zero input channels give zero output channels
     return new(input, res)
+
+
+def _raise_recorded(entry: tuple) -> None:
+    """A recorded ("raise", error, env) entry: raise its error afresh (a new instance each
+    call, so one call's traceback never sticks to the cached one)."""
+    if entry[0] == "raise":
+        err = entry[1]
+        raise type(err)(*err.args)
 
 
 def _direct(run, n, transposed, sh, wsh, bias, stride, padding, dilation, groups,
@@ -1491,21 +1492,23 @@ def D_to_z3(c):
     return D.to_z3(c)
 
 
-def _conv_rule(n, transposed):
-    if transposed:
-        def f(run, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-              dilation=1):
-            return _conv(run, n, True, input, weight, bias, stride, padding, dilation, groups,
-                         output_padding)
-    else:
-        def f(run, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-            return _conv(run, n, False, input, weight, bias, stride, padding, dilation, groups)
-    return f
+def _conv_rule(n: int) -> Callable:
+    def conv(run, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        return _conv(run, n, False, input, weight, bias, stride, padding, dilation, groups)
+    return conv
 
 
-for _n in (1, 2, 3):
-    rule(f"F.conv{_n}d", f"torch.conv{_n}d")(_conv_rule(_n, False))
-    rule(f"F.conv_transpose{_n}d", f"torch.conv_transpose{_n}d")(_conv_rule(_n, True))
+def _conv_transpose_rule(n: int) -> Callable:
+    def conv_transpose(run, input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                       groups=1, dilation=1):
+        return _conv(run, n, True, input, weight, bias, stride, padding, dilation, groups,
+                     output_padding)
+    return conv_transpose
+
+
+for _nd in (1, 2, 3):
+    rule(f"F.conv{_nd}d", f"torch.conv{_nd}d")(_conv_rule(_nd))
+    rule(f"F.conv_transpose{_nd}d", f"torch.conv_transpose{_nd}d")(_conv_transpose_rule(_nd))
 
 
 # --- attention ----------------------------------------------------------------------------
