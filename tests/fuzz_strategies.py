@@ -131,10 +131,11 @@ def pool(values: list[str], rich: bool = False, max_size: int = 20) -> st.Search
 
 # --------------------------------------------------------------------------------------
 # Choosers: the builders of argument vectors ask a chooser for each choice (``pick``: one
-# of the given values; ``value``: an argument's text, where the slow suite adds free text). The default run
-# uses a seeded random.Random per example (hypothesis draws only the seed: one draw instead
-# of a dozen, which is most of the cost of an example); the slow suite lets hypothesis draw
-# every choice (and free text on top of the pools), so it shrinks failures to small inputs.
+# of the given values; ``value``: an argument's text, where the slow suite adds free text).
+# The default run uses a seeded random.Random per example (hypothesis draws only the seed: one
+# draw instead of a dozen, which is most of the cost of an example); the slow suite lets
+# hypothesis draw every choice (and free text on top of the pools), so it shrinks failures to
+# small inputs.
 
 
 class SeedChooser:
@@ -153,9 +154,10 @@ class SeedChooser:
         return self.rng.random() < 0.5
 
 
-class DrawChooser:
-    _ints: dict = {}
+_INTS: dict[tuple[int, int], st.SearchStrategy[int]] = {}
 
+
+class DrawChooser:
     def __init__(self, draw, rich: bool = True) -> None:
         self.draw, self.rich = draw, rich
 
@@ -168,9 +170,9 @@ class DrawChooser:
         return self.draw(pool(values, self.rich))
 
     def num(self, lo: int, hi: int) -> int:
-        if (lo, hi) not in self._ints:
-            self._ints[(lo, hi)] = st.integers(lo, hi)
-        return self.draw(self._ints[(lo, hi)])
+        if (lo, hi) not in _INTS:
+            _INTS[(lo, hi)] = st.integers(lo, hi)
+        return self.draw(_INTS[(lo, hi)])
 
     def coin(self) -> bool:
         return self.num(0, 1) == 1

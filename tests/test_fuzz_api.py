@@ -59,7 +59,7 @@ def call_contract(fn, *args, **kwargs):
                 raise AssertionError(f"a RuntimeError that is not symconv's: {msg}\n"
                                      + _show(fn, args, kwargs)) from e
             return e
-        except Exception as e:  # noqa: BLE001 - the point of the test
+        except Exception as e:
             raise AssertionError(f"{type(e).__name__}: {e}\n{_show(fn, args, kwargs)}") from e
 
 
@@ -170,7 +170,7 @@ PADDINGS = ["same", "valid", "SAME", "full", ""]
 
 
 def _functional_call(c):
-    fn, n = c.pick(FUNCTIONAL)
+    fn, _ = c.pick(FUNCTIONAL)
     x, w, b, stride, padding, dilation, _, opad, groups = [_symbolic_free(a)
                                                            for a in _conv_args(c)]
     if c.num(0, 4) == 0:

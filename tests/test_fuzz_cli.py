@@ -177,7 +177,7 @@ def _refused(values: list[str], check) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bad_reach_values() -> dict:
     from symconv import ConvBackend
     from symconv.cli._args import parse_env
@@ -315,7 +315,7 @@ DIFF_OPTIONAL = [("--from", fz.PRESET_POOL + ["2.4", "2.13.0", "1.0", "9.9", "2.
                  ("--json", None)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bad_diff_values() -> dict:
     from symconv.cli._args import parse_env
     from symconv.queries.where import parse_where
