@@ -1,13 +1,15 @@
 """Output-size formulas and shape checks, with torch's exact messages.
 
 ``conv_output_size`` / ``conv_input_size`` are ``ConvUtils.h``'s; ``check_shape_forward`` is the
-seed's with torch 2.13's added checks (groups > 0, padding bound); ``pooling_same_mode_padding_lr``
-is ``Pool.h``'s. All are written over :mod:`symconv.domain`.
+seed's with torch 2.13's added checks (groups > 0, padding bound; under the seed's profile,
+groups == 0 is refused where the seed divides by it); ``pooling_same_mode_padding_lr`` is
+``Pool.h``'s. All are written over :mod:`symconv.domain`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from . import domain as D
 from .errors import Checker, ConvShapeError, fmt_bool, fmt_int, fmt_sizes
@@ -18,9 +20,19 @@ from .profiles import since
 __all__ = ["conv_output_size", "conv_input_size", "conv_weight_size", "check_shape_forward",
            "check_shape_backward", "calc_output_size", "pooling_same_mode_padding_lr",
            "PADDING_MAX", "pooling_output_shape", "pooling_output_shape_pad_lr",
-           "pool2d_shape_check", "pool3d_shape_check"]
+           "pool2d_shape_check", "pool3d_shape_check", "SEED_GROUPS_ZERO",
+           "SEED_GROUPS_ZERO_MESSAGE"]
 
 PADDING_MAX = D.INT64_MAX // 2  # torch >= 2.5: 'expected padding to be at most ...'
+
+# The check the seed profile has instead of a groups check: groups == 0 reaches
+# ``weight.size(0) % groups`` (see check_shape_forward).
+SEED_GROUPS_ZERO = "groups_zero_division"
+SEED_GROUPS_ZERO_MESSAGE = (
+    "non-positive groups is not supported\n"
+    "(groups=0: torch 2.4's _select_conv_backend has no groups check and divides "
+    "weight.size(0) by zero, which kills the process; torch.convolution and the F.conv* "
+    "functions refuse groups <= 0 with the line above first)")
 
 w64 = D.wrap64
 
@@ -130,6 +142,13 @@ def check_shape_forward(input: TensorSpec, weight_sizes: Sequence[Any], bias: Te
           lambda: f"Given groups={fmt_int(groups)}, expected weight to be at least "
                   f"{fmt_int(groups)} at dimension 0, but got weight of size {fmt_sizes(ws)} "
                   "instead", name="groups_weight_at_least", error=ConvShapeError)
+    if version < since("groups_positive_check"):
+        # Without torch 2.10's groups check, the seed's check_shape_forward computes
+        # weight.size(0) % groups right here: with groups == 0 an integer division by zero
+        # (SIGFPE) in _select_conv_backend. _convolution, behind every convolution call, refuses
+        # groups <= 0 with this message before its shape checks.
+        check(D.ne(groups, 0), lambda: SEED_GROUPS_ZERO_MESSAGE, name=SEED_GROUPS_ZERO,
+              error=ConvShapeError)
     check(D.eq(D.cmod(ws[0], groups), 0),
           lambda: f"Given groups={fmt_int(groups)}, expected weight to be divisible by "
                   f"{fmt_int(groups)} at dimension 0, but got weight of size "

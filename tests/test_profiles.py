@@ -85,8 +85,9 @@ def test_sides_by_version():
 
 
 def test_torch_2_13_answers_like_its_profile_and_not_like_the_seed():
-    """The 2.13 profile's groups check is torch's (measured here); the seed profile divides
-    by groups instead (the seed's C++ has no check before weight_sizes[0] % groups)."""
+    """The 2.13 profile's groups check is torch's (measured here); the seed's C++ has no check
+    before weight_sizes[0] % groups: the seed profile refuses groups == 0 there instead of
+    dividing by it, with the line its _convolution gives."""
     x, w = torch.empty(1, 4, 8, 8), torch.empty(4, 4, 3, 3)
     with pytest.raises(RuntimeError) as e:
         torch._C._select_conv_backend(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 0)
@@ -94,7 +95,7 @@ def test_torch_2_13_answers_like_its_profile_and_not_like_the_seed():
         symconv.select_conv_backend(x, w, None, [1], [0], [1], False, [0], 0,
                                     env=environment_for("2.13"))
     assert str(m.value).splitlines()[0] == str(e.value).splitlines()[0]
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(ConvShapeError, match="^non-positive groups is not supported\n"):
         symconv.select_conv_backend(TensorSpec((1, 4, 8, 8)), TensorSpec((4, 4, 3, 3)), None,
                                     [1], [0], [1], False, [0], 0, env=environment_for("2.4"))
 

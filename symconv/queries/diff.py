@@ -32,7 +32,7 @@ from ..errors import ConvError
 from ..params import ConvParams
 from ..profiles import profile
 from ..rules import RULES, ErrorOutcome, determine_backend_memory_format, evaluate
-from ..shapes import calc_output_size
+from ..shapes import SEED_GROUPS_ZERO, calc_output_size
 from ..spec import MF_CHANNELS_LAST, MF_CHANNELS_LAST_3D, MF_CONTIGUOUS, TensorSpec
 from . import pretty, solve
 from .reach import env_summary
@@ -93,6 +93,8 @@ def concrete_outcome(env: Environment, dims: int, transposed: bool, values: dict
         return ("crash",), None, CRASH
     except ConvError as e:
         name = getattr(getattr(e, "check", None), "name", None) or type(e).__name__
+        if name == SEED_GROUPS_ZERO:
+            return ("crash",), None, CRASH
         return ("error", name), None, str(e).splitlines()[0] if str(e) else ""
     try:
         rule, outcome = evaluate(p.ctx)
@@ -371,14 +373,12 @@ def resolve_sides(a: Environment | str | None, b: Environment | str | None
 
 def _checks(env: Environment, st: Structure) -> list[tuple[str, Any]]:
     """``(name, z3 pass condition)`` of the structure's shape checks, in torch's order; a
-    profile without the groups check divides by ``groups`` in the divisibility check (a crash
-    when it is 0)."""
+    profile without the groups check divides by ``groups`` in the divisibility check: its
+    ``groups != 0`` check (shapes.SEED_GROUPS_ZERO) is that crash."""
     out = []
-    crash_guard = not profile(env.version).groups_positive_check
     for c in st.checks:
-        if crash_guard and c.name == "groups_weight_divisible":
-            out.append(("__crash__", st.groups != 0))
-        out.append((c.name, D.to_z3(c.cond) if not isinstance(c.cond, bool) else
+        name = "__crash__" if c.name == SEED_GROUPS_ZERO else c.name
+        out.append((name, D.to_z3(c.cond) if not isinstance(c.cond, bool) else
                     z3.BoolVal(c.cond)))
     return out
 
