@@ -5,6 +5,8 @@ tests/test_cuda_records.py)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -37,7 +39,7 @@ def test_each_profile_is_the_previous_one_plus_its_changes():
 def test_every_feature_changes_at_most_once_so_gates_are_versions():
     for f in FEATURES:
         values = [p.features[f] for p in PROFILES]
-        changes = sum(1 for a, b in zip(values, values[1:]) if a != b)
+        changes = sum(1 for a, b in itertools.pairwise(values) if a != b)
         assert changes <= 1, f
         gate = since(f, values[-1])
         for p in PROFILES:
