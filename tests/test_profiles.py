@@ -97,7 +97,7 @@ def test_torch_2_13_answers_like_its_profile_and_not_like_the_seed():
         symconv.select_conv_backend(x, w, None, [1], [0], [1], False, [0], 0,
                                     env=environment_for("2.13"))
     assert str(m.value).splitlines()[0] == str(e.value).splitlines()[0]
-    with pytest.raises(ConvShapeError, match="^non-positive groups is not supported\n"):
+    with pytest.raises(ConvShapeError, match=r"^non-positive groups is not supported\n"):
         symconv.select_conv_backend(TensorSpec((1, 4, 8, 8)), TensorSpec((4, 4, 3, 3)), None,
                                     [1], [0], [1], False, [0], 0, env=environment_for("2.4"))
 
