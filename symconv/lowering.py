@@ -412,26 +412,25 @@ def _tkey(t):
 
 
 def _pkey(x):
+    """An int parameter as a plan cache key: a tuple of exact ints (so that 1.0 or True, equal
+    to 1 as Python compares, never share a key with it); raises as the plan builder does."""
     tx = type(x)
-    if tx is tuple:
-        return x
-    if tx is list:
-        return tuple(x)
     if tx is int:
         return (x,)
-    if isinstance(x, torch.Size):
+    if (tx is tuple or tx is list) and all(type(v) is int for v in x):
         return tuple(x)
     return _param_tuple(x)
 
 
 def _param_tuple(x) -> tuple:
     if isinstance(x, (list, tuple)):
-        return tuple(_as_int(v) for v in x)
+        # torch's argument parser reads a bool as an int after the first element (measured)
+        return tuple(_as_int(v, i > 0) for i, v in enumerate(x))
     return (_as_int(x),)
 
 
-def _as_int(v):
-    if isinstance(v, bool):
+def _as_int(v, bool_ok: bool = False):
+    if isinstance(v, bool) and not bool_ok:
         raise TypeError("expected an int, got bool")
     if isinstance(v, int):
         return int(v)
@@ -524,7 +523,7 @@ def _forward_plan(input, weight, bias, stride, padding, dilation, transposed, ou
     env_obj, env_key = _resolve_env(env)
     key: tuple | None = (_tkey(input), _tkey(weight), _tkey(bias), _pkey(stride),
                          _pkey(padding), _pkey(dilation), transposed, _pkey(output_padding),
-                         groups, backend, env_key)
+                         _groups(groups), backend, env_key)
     try:
         hit = _PLANS.get(key)
     except TypeError:  # an unhashable argument: no caching, the builder says what is wrong
@@ -835,58 +834,73 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     these arguments. ``env`` defaults to the running process's environment; pass another only
     to run a backend as symconv decides it for that environment.
     """
-    if not (isinstance(input, _Tensor) and isinstance(weight, _Tensor) and (
-            bias is None or isinstance(bias, _Tensor))):  # (a Parameter passes without a call)
-        _check_tensor_args("convolution", input=input, weight=weight, bias=bias)
     # The warm path: everything symconv decides is a function of the tensors' sizes, strides,
     # dtypes, devices, the parameters, the flags torch reads and whether a gradient is needed;
     # a call seen before is answered from the plan cache (errors are never cached). The key
     # reads only the flags that selection reads for the input's device (see _DEVICE_FLAGS),
-    # and a hit calls the kernel without a Python frame in between where it can.
+    # and a hit calls the kernel without a Python frame in between where it can. The key holds
+    # the parameters as passed: a hit is taken only when they are the very objects the entry
+    # was made from (ints and tuples of ints are immutable) or convert exactly to its values;
+    # else (1.0 == 1, True == 1) the general path decides (_hit_params).
+    key: tuple | None = None
     if env is None:
         try:
-            flags: tuple | None
+            # (a CUDA input's device as its index, a CPU one's not at all: cheaper to read
+            # and to compare than torch.device objects)
             if input.is_cuda:
-                flags = (_cudnn_enabled(), _cudnn_deterministic(), _deterministic_algorithms(),
-                         _cudnn_benchmark(), _cudnn_allow_tf32(),
-                         _get_depthwise_kernel() if _get_depthwise_kernel is not None else None)
-            elif input.is_cpu:
-                flags = (_mkldnn_enabled(), _nnpack_enabled(), _num_threads())
-            else:
-                flags = None
-            key: tuple | None
-            if flags is not None:
-                key = (input.shape, input.stride(), input.dtype, input.device,
+                key = (input.shape, input.stride(), input.dtype, input.get_device(),
                        weight.shape, weight.stride(), weight.dtype, weight.device,
                        None if bias is None else (bias.shape, bias.stride(), bias.dtype,
                                                   bias.device),
-                       stride if type(stride) is int else tuple(stride),
-                       padding if type(padding) is int else tuple(padding),
-                       dilation if type(dilation) is int else tuple(dilation), transposed,
-                       output_padding if type(output_padding) is int else tuple(output_padding),
-                       groups, backend,
+                       stride, padding, dilation, transposed, output_padding, groups, backend,
                        _grad_enabled() and (input.requires_grad or weight.requires_grad or (
-                           bias is not None and bias.requires_grad)), flags)
+                           bias is not None and bias.requires_grad)),
+                       _cudnn_enabled(), _cudnn_deterministic(), _deterministic_algorithms(),
+                       _cudnn_benchmark(), _cudnn_allow_tf32(),
+                       _get_depthwise_kernel() if _get_depthwise_kernel is not None else None)
+            elif input.is_cpu:
+                key = (input.shape, input.stride(), input.dtype, None,
+                       weight.shape, weight.stride(), weight.dtype, weight.is_cpu,
+                       None if bias is None else (bias.shape, bias.stride(), bias.dtype,
+                                                  bias.is_cpu),
+                       stride, padding, dilation, transposed, output_padding, groups, backend,
+                       _grad_enabled() and (input.requires_grad or weight.requires_grad or (
+                           bias is not None and bias.requires_grad)),
+                       _mkldnn_enabled(), _nnpack_enabled(), _num_threads())
             else:
                 key = (input.shape, input.stride(), input.dtype, input.device,
-                       input.requires_grad, weight.shape, weight.stride(), weight.dtype,
-                       weight.device, weight.requires_grad,
+                       weight.shape, weight.stride(), weight.dtype, weight.device,
                        None if bias is None else (bias.shape, bias.stride(), bias.dtype,
                                                   bias.device, bias.requires_grad),
-                       _pkey(stride), _pkey(padding), _pkey(dilation), transposed,
-                       _pkey(output_padding), groups, backend, _flags_key())
-            hit = _FAST.get(key)
-        except (RuntimeError, TypeError):  # MKLDNN tensors have no strides; unhashable args
+                       stride, padding, dilation, transposed, output_padding, groups, backend,
+                       input.requires_grad, weight.requires_grad, _flags_key())
+            if type(stride) is not list:
+                hit = _fast_get(key)
+                listed = False
+            else:  # (lists are unhashable: without raising, as a rule, see below)
+                key, hit = _listed_key(key, stride, padding, dilation, transposed,
+                                       output_padding, groups)
+                listed = True
+        except TypeError:  # a list parameter (unhashable): its exact int tuple is the key
+            key, hit = _listed_key(key, stride, padding, dilation, transposed, output_padding,
+                                   groups)
+            listed = True
+        except (RuntimeError, AttributeError):  # MKLDNN tensors have no strides; non-tensors
             key, hit = None, None
         if hit is not None:
-            fn, pre, post = hit
-            if pre is None:
-                return fn(input, weight, bias)
-            if post is None:
-                return fn(input, weight, *pre)
-            return fn(input, weight, *pre, bias, *post)
-    else:
-        key = None
+            fn, pre, post, same = hit
+            if listed or (same[0] is stride and same[1] is padding and same[2] is dilation
+                    and same[3] is transposed and same[4] is output_padding
+                    and same[5] is groups) or _hit_params(hit, stride, padding, dilation,
+                                                          transposed, output_padding, groups):
+                if pre is None:
+                    return fn(input, weight, bias)
+                if post is None:
+                    return fn(input, weight, *pre)
+                return fn(input, weight, *pre, bias, *post)
+    if not (isinstance(input, _Tensor) and isinstance(weight, _Tensor) and (
+            bias is None or isinstance(bias, _Tensor))):  # (a Parameter passes without a call)
+        _check_tensor_args("convolution", input=input, weight=weight, bias=bias)
     if type(padding) is str or input.is_complex() or (
             3 <= weight.dim() <= 5 and input.dim() != weight.dim()) or (
             3 <= weight.dim() <= 5 and not transposed and bias is not None
@@ -898,13 +912,79 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     grad = _C.is_grad_enabled() and (input.requires_grad or weight.requires_grad
                                      or (bias is not None and bias.requires_grad))
     if key is not None:
-        _remember(_FAST, key, _fast_entry(pl, grad, bias, backend))
+        params = _exact_params(stride, padding, dilation, transposed, output_padding, groups)
+        if params is not None:
+            _remember(_FAST, key, _fast_entry(pl, grad, bias, backend) + (
+                _immutable_params(stride, padding, dilation, transposed, output_padding, groups,
+                                  params),))
     if grad:
         return _autograd(pl, input, weight, bias, backend, env)
     return _execute(pl, input, weight, bias)
 
 
+# The warm path's parameters. An entry of _FAST is (fn, pre, post, same): ``same`` holds the
+# six parameter objects of the call that made it where they are immutable and exact (an int, a
+# bool, a tuple of ints), else _NOT_SAME, and after them the exact values, as
+# _exact_params makes them. A hit compares by identity first (what a module or a call site
+# passing the same tuples every time gets), then by exact values.
+_NOT_SAME = object()
+_INT_ONLY = frozenset({int})
+
+
+def _exact_params(stride, padding, dilation, transposed, output_padding, groups) -> tuple | None:
+    """The parameters as exact ints (int lists as tuples), or None when one of them is anything
+    else (a float, a bool in an int list, a numpy int, a tensor, ...): such calls take the
+    general path, which accepts or rejects them as a cold call does."""
+    if type(transposed) is not bool or type(groups) is not int:
+        return None
+    out = []
+    for x in (stride, padding, dilation, output_padding):
+        tx = type(x)
+        if tx is int:
+            out.append(x)
+        elif tx is tuple or tx is list:
+            if len(x) == 2:  # (the common case, spelled out: a third of the time of the set)
+                if type(x[0]) is not int or type(x[1]) is not int:
+                    return None
+            elif not set(map(type, x)) <= _INT_ONLY:
+                return None
+            out.append(tuple(x))
+        else:
+            return None
+    return (out[0], out[1], out[2], transposed, out[3], groups)
+
+
+def _immutable_params(stride, padding, dilation, transposed, output_padding, groups,
+                      exact: tuple) -> tuple:
+    """An entry's ``same``: the objects that can be compared by identity, then ``exact``."""
+    objs = (stride, padding, dilation, transposed, output_padding, groups)
+    return tuple(x if type(x) is not list else _NOT_SAME for x in objs) + exact
+
+
+def _hit_params(hit: tuple, stride, padding, dilation, transposed, output_padding,
+                groups) -> bool:
+    """Whether a cache hit whose parameter objects are not the entry's may be taken: the
+    parameters convert exactly to the entry's values."""
+    exact = _exact_params(stride, padding, dilation, transposed, output_padding, groups)
+    return exact is not None and exact == hit[3][6:]
+
+
+def _listed_key(key: tuple | None, stride, padding, dilation, transposed, output_padding,
+                groups) -> tuple:
+    """``(key, hit)`` for a call whose parameters are not hashable (lists): the key with their
+    exact values in their place (so a hit needs no further check: entries are made only from
+    exact values), or ``(None, None)`` when they have none."""
+    if key is None:
+        return None, None
+    exact = _exact_params(stride, padding, dilation, transposed, output_padding, groups)
+    if exact is None:
+        return None, None
+    k = key[:9] + exact + key[15:]
+    return k, _fast_get(k)
+
+
 _FAST: dict = {}
+_fast_get = _FAST.get
 _Tensor = torch.Tensor
 _grad_enabled = _C.is_grad_enabled
 _mkldnn_enabled = _C._get_mkldnn_enabled
@@ -1258,8 +1338,8 @@ def _backward_plan(grad_output, input, weight, bias_sizes, stride, padding, dila
     env_obj, env_key = _resolve_env(env)
     bs = None if bias_sizes is None else _pkey(bias_sizes)
     key: tuple | None = (_tkey(input), _tkey(weight), bs, _pkey(stride), _pkey(padding),
-                         _pkey(dilation), transposed, _pkey(output_padding), groups, backend,
-                         env_key, grad_output.dim())
+                         _pkey(dilation), transposed, _pkey(output_padding), _groups(groups),
+                         backend, env_key, grad_output.dim())
     try:
         hit = _BACKWARD_PLANS.get(key)
     except TypeError:

@@ -762,6 +762,48 @@ def test_warm_path_key_follows_the_cpu_flags_only():
     assert x.grad is not None
 
 
+@pytest.mark.parametrize("name,bad", [
+    ("stride", (1.0, 1.0)), ("stride", (True, 1)), ("padding", [0.0, 0]), ("stride", 1.0),
+    ("groups", 1.0), ("groups", True), ("dilation", (1, 1.0))])
+def test_warm_path_never_takes_what_a_cold_call_refuses(name, bad):
+    """1.0 == 1 and True == 1 in Python, and hash alike: the warm path's key holds the
+    parameters as passed, so a hit must still check their types (found: after a call with
+    (1, 1), stride=(1.0, 1.0) ran where torch and a cold call raise TypeError)."""
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    good = dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1)
+    args = lambda kw: (x, w, None, kw["stride"], kw["padding"], kw["dilation"], False,  # noqa: E731
+                       (0, 0), kw["groups"])
+    with torch.no_grad():
+        L.clear_cache()
+        with pytest.raises(TypeError) as cold:
+            symconv.convolution(*args({**good, name: bad}))
+        symconv.convolution(*args(good))
+        symconv.convolution(*args(good))  # warm
+        with pytest.raises(TypeError) as warm:
+            symconv.convolution(*args({**good, name: bad}))
+        assert str(warm.value) == str(cold.value)
+        with pytest.raises(TypeError):  # and torch refuses it too
+            torch.convolution(*args({**good, name: bad if not isinstance(bad, int) or
+                                     isinstance(bad, bool) else (bad, bad)}))
+
+
+def test_warm_path_parameter_objects():
+    """Hits by identity (the same tuples every call), by value (equal tuples, lists, ints), and
+    a bool after the first element of an int list, which torch's parser reads as an int."""
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    with torch.no_grad():
+        ref = torch.convolution(x, w, None, (2, 1), (1, 0), (1, 1), False, (0, 0), 1)
+        L.clear_cache()
+        calls = [((2, 1), (1, 0), (1, 1), (0, 0)), ([2, 1], [1, 0], [1, 1], [0, 0]),
+                 (tuple([2, 1]), tuple([1, 0]), tuple([1, 1]), tuple([0, 0])),
+                 ([2, 1], (1, 0), [1, 1], (0, 0)), ((2, True), (1, 0), (1, True), (0, 0))]
+        for s, p, d, op in calls + calls:
+            assert torch.equal(symconv.convolution(x, w, None, s, p, d, False, op, 1), ref)
+        assert torch.equal(torch.convolution(x, w, None, (2, True), (1, 0), (1, True), False,
+                                             (0, 0), 1), ref)
+        assert len(L._FAST) == 1  # lists are keyed by their exact tuples: one entry
+
+
 # ======================================================================================
 # Recorded GPU results (tools/gpu_lowering.py on the GPU machine)
 
