@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import os
 import re
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["Environment", "PRESETS", "preset", "parse_version", "preset_names", "environment_for"]
+from .profiles import NEWEST, PROFILES, SEED, torch_version_for, version_names
+
+__all__ = ["Environment", "PRESETS", "preset", "parse_version", "preset_names", "environment_for",
+           "check_torch_version", "known_versions_text"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -66,14 +71,15 @@ class Environment:
     mkldnn_fp16_supported: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_threads, int) or self.num_threads < 1:
-            raise ValueError(f"num_threads must be a positive int, got {self.num_threads!r}")
-        if self.cudnn_depthwise_kernel not in ("auto", "cudnn", "native"):
-            raise ValueError("cudnn_depthwise_kernel must be 'auto', 'cudnn' or 'native', "
-                             f"got {self.cudnn_depthwise_kernel!r}")
-        parse_version(self.torch_version)
-        if self.cuda_capability is not None:
-            object.__setattr__(self, "cuda_capability", tuple(self.cuda_capability))
+        """Every field is checked here (types and ranges): a wrong value is a ``TypeError``
+        or ``ValueError`` naming the field, never a failure later inside a query."""
+        for name, check, label in _CHECKS:
+            value = getattr(self, name)
+            if type(value) is bool and check is _check_bool:
+                continue  # the common case, kept cheap (queries make many variants)
+            checked = check(value, label)
+            if checked is not value:
+                object.__setattr__(self, name, checked)
 
     # ---- derived facts (CUDAHooks)
     @property
@@ -162,6 +168,123 @@ class Environment:
 
 
 # --------------------------------------------------------------------------------------
+# Field checks: each takes (value, name for messages) and returns the value to store.
+
+
+def _show(value: Any) -> str:
+    """A bad value in a message: its repr, clipped, and its type where the repr hides it."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails is still named by its type
+        text = "<unprintable>"
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_show(value)}")
+    return bool(value)
+
+
+MAX_THREADS = 2**31 - 1  # torch.set_num_threads takes a C int
+
+
+def _check_threads(value: Any, name: str) -> int:
+    if not _is_int(value):
+        raise TypeError(f"{name} must be a positive int, got {_show(value)}")
+    if not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"{name} must be a positive int (at most {MAX_THREADS}), got {value}")
+    return int(value)
+
+
+def _check_cudnn_version(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise TypeError(f"{name} must be None (no cuDNN) or cuDNN's version number as a "
+                        f"positive int (e.g. 91900 for 9.19), got {_show(value)}")
+    if value < 1:
+        raise ValueError(f"{name} must be None (no cuDNN) or a positive int, got {value}")
+    return int(value)
+
+
+def _check_capability(value: Any, name: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or \
+            not all(_is_int(v) for v in value):
+        raise TypeError(f"{name} must be None or a (major, minor) tuple of two ints, e.g. "
+                        f"(9, 0), got {_show(value)}")
+    if any(v < 0 for v in value):
+        raise ValueError(f"{name} must have non-negative major and minor, got {tuple(value)}")
+    return (int(value[0]), int(value[1]))
+
+
+DEPTHWISE_KERNELS = ("auto", "cudnn", "native")  # torch.backends.cudnn.depthwise_kernel
+
+
+def _check_depthwise_kernel(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of the strings 'auto', 'cudnn', 'native' "
+                        f"(torch.backends.cudnn.depthwise_kernel), got {_show(value)}")
+    if value not in DEPTHWISE_KERNELS:
+        raise ValueError(f"{name} must be 'auto', 'cudnn' or 'native', got {value!r:.80}")
+    return value
+
+
+_VERSION_TEXT = re.compile(r"^(\d+)\.(\d+)(?:\.\d+)?[a-z0-9+.]*$", re.IGNORECASE)
+
+
+def known_versions_text() -> str:
+    """The torch versions symconv has a profile for, and the rule for those in between."""
+    lo, hi = SEED.version, NEWEST.version
+    return (f"symconv has profiles for torch {lo[0]}.{lo[1]} to {hi[0]}.{hi[1]} only ("
+            + ", ".join(f"{p.name}: {p.torch_version}" for p in PROFILES)
+            + "; a version in between reads the newest profile not above it)")
+
+
+def check_torch_version(value: Any, name: str = "torch_version") -> str:
+    """``value`` if it is a torch version string symconv has a profile for.
+
+    The rule: a version from the seed's (2.4) to the newest profile's (2.15) reads the newest
+    profile whose version is not above it (:func:`symconv.profiles.profile`: 2.12 reads the
+    2.11 profile, 2.14 the 2.13 one); older and newer versions have no profile and are refused,
+    naming ``name`` and listing the known ones."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a torch version string such as '2.13.0', got "
+                        f"{_show(value)}")
+    m = _VERSION_TEXT.match(value)
+    if not m:
+        raise ValueError(f"{name} must be a torch version such as '2.13.0', got {value!r:.80}")
+    if not SEED.version <= (int(m.group(1)), int(m.group(2))) <= NEWEST.version:
+        raise ValueError(f"{name}: unknown torch version {value!r:.40}: "
+                         + known_versions_text())
+    return value
+
+
+_FIELD_CHECKS: dict[str, Any] = {
+    "torch_version": check_torch_version,
+    "cudnn_version": _check_cudnn_version,
+    "cuda_capability": _check_capability,
+    "cudnn_depthwise_kernel": _check_depthwise_kernel,
+    "num_threads": _check_threads,
+}
+for _f in dataclasses.fields(Environment):
+    if _f.name not in _FIELD_CHECKS:
+        if _f.type != "bool":  # pragma: no cover - a new field needs its check here
+            raise AssertionError(f"Environment.{_f.name} ({_f.type}) has no check")
+        _FIELD_CHECKS[_f.name] = _check_bool
+_CHECKS = tuple((f.name, _FIELD_CHECKS[f.name], f"Environment.{f.name}")
+                for f in dataclasses.fields(Environment))
+
+
+# --------------------------------------------------------------------------------------
 # Presets: documented builds users care about.
 
 PRESETS: dict[str, tuple[str, Environment]] = {
@@ -203,14 +326,24 @@ def environment_for(name: str, base: Environment | None = None) -> Environment:
     """A preset name, or a torch version naming a side of a comparison: ``'2.13'``,
     ``'2.4.0'``, ``'main'`` (the newest upstream profile). A version is ``base`` (default: the
     ``cpu`` preset) with its ``torch_version`` replaced, so ``--from cuda-h100 --to 2.13`` is
-    the same build on torch 2.13."""
-    from .profiles import torch_version_for, version_names
+    the same build on torch 2.13. Versions follow :func:`check_torch_version`'s rule (2.4 to
+    2.15, each reading the newest profile not above it); others are refused."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a preset name or a torch version string, got "
+                        f"{_show(name)}")
+    if base is not None and not isinstance(base, Environment):
+        raise TypeError(f"base must be a symconv.Environment or None, got {_show(base)}")
     if name == "native" or name in PRESETS:
         return preset(name)
     tv = torch_version_for(name)
     if tv is None:
-        raise ValueError(f"unknown environment preset or torch version {name!r}; expected a "
-                         "preset (" + ", ".join(preset_names()) + "), a version like 2.13, or "
-                         "a profile name (" + ", ".join(version_names()) + ")")
+        raise ValueError(f"unknown environment preset or torch version {name!r:.80}; expected "
+                         "a preset (" + ", ".join(preset_names()) + "), a version like 2.13, "
+                         "or a profile name (" + ", ".join(version_names()) + ")")
+    try:
+        check_torch_version(tv)
+    except ValueError:
+        raise ValueError(f"unknown torch version {name!r:.40}: "
+                         + known_versions_text()) from None
     env = base if base is not None else PRESETS["cpu"][1]
     return dataclasses.replace(env, torch_version=tv)

@@ -4,11 +4,18 @@ contract the defect broke, through the public API. The CLI's side is tests/test_
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
+import numpy as np
 import pytest
+import z3
 
 import symconv
 from symconv import TensorSpec as T
+from symconv.env import PRESETS, Environment, environment_for, preset, preset_names
 from symconv.errors import ConvError, ConvShapeError
+from symconv.profiles import PROFILES, profile
 
 # --------------------------------------------------------------------------------------
 # 1. groups == 0 under the seed's profile: torch 2.4's check_shape_forward has no groups check
@@ -68,3 +75,100 @@ def test_seed_groups_zero_is_still_a_crash_for_diff():
              "weight_mf": "contiguous", "requires_grad": False}
     label, shape, message = concrete_outcome(symconv.preset("seed"), 1, False, values, facts)
     assert label == ("crash",) and shape is None and message == CRASH
+
+
+# --------------------------------------------------------------------------------------
+# 2. Environment fields were not checked: cuda_capability=9, torch_version={}, a Z3 term as
+#    cudnn_depthwise_kernel, and environment_for took any dotted version ("9.99", "2.99.1").
+
+
+BAD_FIELDS = [
+    # (field, value, exception type) -- the first three are tests/test_fuzz_api.py's reproducers
+    ("cuda_capability", 9, TypeError),
+    ("torch_version", {}, TypeError),
+    ("cudnn_depthwise_kernel", z3.Bool("b"), TypeError),
+    ("cuda_capability", (9,), TypeError),
+    ("cuda_capability", (9, 0, 1), TypeError),
+    ("cuda_capability", (9.0, 0), TypeError),
+    ("cuda_capability", (True, 0), TypeError),
+    ("cuda_capability", (9, -1), ValueError),
+    ("torch_version", None, TypeError),
+    ("torch_version", 2.13, TypeError),
+    ("torch_version", "2.x", ValueError),
+    ("torch_version", "9.99", ValueError),
+    ("torch_version", "2.99.1", ValueError),
+    ("torch_version", "2.3.0", ValueError),
+    ("cudnn_depthwise_kernel", None, TypeError),
+    ("cudnn_depthwise_kernel", "fast", ValueError),
+    ("cudnn_version", "91900", TypeError),
+    ("cudnn_version", True, TypeError),
+    ("cudnn_version", 0, ValueError),
+    ("num_threads", True, TypeError),
+    ("num_threads", 2.0, TypeError),
+    ("num_threads", 0, ValueError),
+    ("num_threads", 2**40, ValueError),
+    ("mkldnn_enabled", 1, TypeError),
+    ("grad_enabled", None, TypeError),
+    ("cuda_available", "yes", TypeError),
+    ("mkldnn_bf16_supported", z3.Bool("b"), TypeError),
+]
+
+
+@pytest.mark.parametrize("field,value,exc", BAD_FIELDS)
+def test_environment_refuses_a_bad_field_naming_it(field, value, exc):
+    with pytest.raises(exc) as e:
+        dataclasses.replace(preset("cpu"), **{field: value})
+    assert type(e.value) is exc
+    assert re.match(rf"Environment\.{field}[ :]", str(e.value)), str(e.value)
+    with pytest.raises(exc):
+        Environment(**{field: value})
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Environment)])
+def test_every_field_is_checked(field):
+    """No field takes an arbitrary object: each one's check names it."""
+    with pytest.raises(TypeError, match=rf"^Environment\.{field} must be"):
+        preset("cpu").replace(**{field: object()})
+
+
+def test_good_values_are_kept_and_normalised():
+    env = preset("cpu").replace(cuda_capability=[8, 6], mkldnn_enabled=np.bool_(False),
+                                num_threads=np.int64(4), cudnn_version=np.int32(8902))
+    assert env.cuda_capability == (8, 6) and type(env.cuda_capability[0]) is int
+    assert env.mkldnn_enabled is False and type(env.num_threads) is int
+    assert env.cudnn_version == 8902 and type(env.cudnn_version) is int
+    assert preset("cpu").replace(cuda_capability=None, cudnn_version=None).cuda_capability is None
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_still_builds(name):
+    env = preset(name)
+    assert dataclasses.replace(env) == env
+    assert Environment(**{f.name: getattr(env, f.name)
+                          for f in dataclasses.fields(Environment)}) == env
+
+
+@pytest.mark.parametrize("text", ["9.99", "2.99.1", "1.13", "2.3", "2.16", "3.0"])
+def test_environment_for_refuses_versions_without_a_profile(text):
+    with pytest.raises(ValueError) as e:
+        environment_for(text)
+    msg = str(e.value)
+    assert msg.startswith(f"unknown torch version {text!r}")
+    for p in PROFILES:  # it lists the known ones
+        assert f"{p.name}: {p.torch_version}" in msg
+
+
+@pytest.mark.parametrize("text,profile_name", [
+    ("2.4", "seed"), ("2.4.1", "seed"), ("2.9", "seed"), ("2.10", "2.10"), ("2.12", "2.11"),
+    ("2.13", "2.13"), ("2.14", "2.13"), ("main", "main"), ("seed", "seed"), ("2.15", "main")])
+def test_environment_for_maps_a_version_to_the_newest_profile_not_above_it(text, profile_name):
+    env = environment_for(text)
+    assert profile(env.version).name == profile_name
+    assert env == PRESETS["cpu"][1].replace(torch_version=env.torch_version)
+
+
+def test_environment_for_names_a_wrong_argument_type():
+    with pytest.raises(TypeError, match=r"^name must be"):
+        environment_for(z3.Int("v"))
+    with pytest.raises(TypeError, match=r"^base must be"):
+        environment_for("2.13", "cpu")

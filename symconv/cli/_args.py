@@ -121,6 +121,9 @@ def parse_env(name: str, overrides: list[str] | None = None, arg: str = "--env")
             elif isinstance(current, int) or key == "cudnn_version":
                 changes[key] = None if value.lower() == "none" else int(value)
             elif key == "cuda_capability":
+                if value.lower() != "none" and len(value.split(".")) != 2:
+                    raise CLIError("--set", f"cuda_capability is MAJOR.MINOR (e.g. 9.0) or "
+                                   f"none, got {value!r}")
                 changes[key] = None if value.lower() == "none" else tuple(
                     int(x) for x in value.split("."))
             else:
@@ -129,7 +132,7 @@ def parse_env(name: str, overrides: list[str] | None = None, arg: str = "--env")
             raise CLIError("--set", f"bad value {value!r} for {key}") from None
     try:
         return dataclasses.replace(env, **changes)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # Environment's field checks name the field
         raise CLIError("--set", str(e)) from None
 
 
