@@ -186,8 +186,27 @@ class Case:
         yield self.outcome
 
 
+class _Cases:
+    """What the symbolic answers share: ``cases`` that cover the symbol space, and ``replay``
+    (symbol values -> the concrete call's answer)."""
+
+    cases: list[Case]
+    replay: Any
+
+    def case_at(self, **values: int) -> Case:
+        """The case whose condition holds at these symbol values."""
+        for c in self.cases:
+            if _holds(c.condition, values):
+                return c
+        raise AssertionError("no case holds: the cases are not exhaustive")  # pragma: no cover
+
+    def _replay_at(self, values: dict) -> Any:
+        self.case_at(**values)
+        return self.replay(values)
+
+
 @dataclasses.dataclass
-class SymbolicSelection:
+class SymbolicSelection(_Cases):
     """A symbolic ``select_conv_backend``: ordered check failures, then backend cases.
 
     ``cases`` covers the whole symbol space exactly once (checks first, in torch's order).
@@ -210,17 +229,9 @@ class SymbolicSelection:
     def errors(self) -> list[Case]:
         return [c for c in self.cases if not isinstance(c.outcome, ConvBackend)]
 
-    def case_at(self, **values: int) -> Case:
-        """The case whose condition holds at these symbol values."""
-        for c in self.cases:
-            if _holds(c.condition, values):
-                return c
-        raise AssertionError("no case holds: the cases are not exhaustive")  # pragma: no cover
-
     def at(self, **values: int) -> ConvBackend:
         """The answer at concrete symbol values: the backend, or raise torch's error."""
-        self.case_at(**values)
-        return self.replay(values)
+        return self._replay_at(values)
 
     def __str__(self) -> str:
         lines = [f"{'if ' + str(D.simplify(c.condition)):60s} -> {_outcome_str(c.outcome)}"
@@ -229,7 +240,7 @@ class SymbolicSelection:
 
 
 @dataclasses.dataclass
-class SymbolicShape:
+class SymbolicShape(_Cases):
     """A symbolic ``convolution_output_shape``: the shape where valid, the error cases else."""
 
     shape: tuple
@@ -237,16 +248,9 @@ class SymbolicShape:
     cases: list[Case]
     replay: Any = None
 
-    def case_at(self, **values: int) -> Case:
-        for c in self.cases:
-            if _holds(c.condition, values):
-                return c
-        raise AssertionError("no case holds: the cases are not exhaustive")  # pragma: no cover
-
     def at(self, **values: int) -> tuple:
         """The shape at concrete symbol values, or raise torch's error."""
-        self.case_at(**values)
-        return self.replay(values)
+        return self._replay_at(values)
 
 
 def _outcome_str(o: Any) -> str:
@@ -492,21 +496,29 @@ def convolution_output_shape(input: Any, weight: Any, bias: Any, stride: Any, pa
     p = prepare(input, weight, bias, stride, padding, dilation, transposed, output_padding,
                 groups, env=env, need_backward=need_backward, entry="convolution")
     if not _is_symbolic_call(p):
-        _, outcome = evaluate(p.ctx)
-        if isinstance(outcome, ErrorOutcome):
-            raise outcome.exception(p.ctx)
-        kshape = kernel_checks(outcome, p, Checker())
-        out = calc_output_size(p.ctx.input, p.ctx.weight, p.ctx.params)
-        if p.viewed_1d:
-            out = out[:2] + out[3:]
-        if kshape is not None:  # the kernel's own output sizes (symconv/kernels.py)
-            out = kshape
+        _, out = concrete_output(p)
         return tuple(int(x) for x in out)
     shp = _symbolic_shape(p)
     call = (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
     shp.replay = lambda values: convolution_output_shape(
         *substitute(list(call), values), env=env, need_backward=need_backward)
     return shp
+
+
+def concrete_output(p: Prepared) -> tuple[ConvBackend, list]:
+    """A concrete call's backend and aten::convolution's output shape, or torch's error: the
+    selection, then the kernel's checks; the shape is the kernel's own where symconv.kernels
+    gives one, else ``calc_output_size`` (after the 1-d view3d)."""
+    _, outcome = evaluate(p.ctx)
+    if isinstance(outcome, ErrorOutcome):
+        raise outcome.exception(p.ctx)
+    kshape = kernel_checks(outcome, p, Checker())
+    if kshape is not None:
+        return outcome, list(kshape)
+    out = list(calc_output_size(p.ctx.input, p.ctx.weight, p.ctx.params))
+    if p.viewed_1d:
+        out = out[:2] + out[3:]
+    return outcome, out
 
 
 def _symbolic_shape(p: Prepared) -> SymbolicShape:

@@ -47,10 +47,9 @@ from . import domain as D
 from .api import Case, _check_cases, prepare
 from .env import Environment
 from .errors import Checker, ConvError, ConvValueError, StopSymbolic, fmt_int, fmt_sizes
-from .kernels import kernel_checks
-from .rules import (RULES, ErrorOutcome, determine_backend_memory_format, evaluate,
-                    mkldnn_conv_use_channels_last, thnn_conv_use_channels_last)
-from .shapes import calc_output_size, pooling_same_mode_padding_lr
+from .rules import (RULES, determine_backend_memory_format, mkldnn_conv_use_channels_last,
+                    thnn_conv_use_channels_last)
+from .shapes import pooling_same_mode_padding_lr
 from .spec import (MF_CHANNELS_LAST, MF_CHANNELS_LAST_3D, MF_CONTIGUOUS, TensorSpec, as_spec,
                    channels_last_strides_2d, channels_last_strides_3d, contiguous_strides,
                    dtype_name, memory_format_from_code)
@@ -538,11 +537,7 @@ def _convolution(run: _Run, x: TensorSpec, w: TensorSpec, b: TensorSpec | None, 
     run.note(p.original_input, p.original_weight, p.ctx.bias)
     env = run.env
     if not _api._is_symbolic_call(p):
-        _, outcome = evaluate(p.ctx)
-        if isinstance(outcome, ErrorOutcome):
-            raise outcome.exception(p.ctx)
-        kshape = kernel_checks(outcome, p, Checker())
-        shape = _conv_shape(p, kshape)
+        outcome, shape = _api.concrete_output(p)
         return _output_spec([int(v) for v in shape], _kernel_layout(p, outcome, env),
                             p.viewed_1d,
                             post, x, requires_grad)
@@ -593,17 +588,6 @@ def _resolve_code(run: _Run, code: Any, cond: Any) -> Any:
         except TypeError:  # pragma: no cover - an expression Z3 cannot take
             return code
     return code
-
-
-def _conv_shape(p, kshape) -> list:
-    """aten::convolution's output shape: the kernel's own sizes where symconv.kernels gives
-    them, else ``calc_output_size`` (after the 1-d view3d)."""
-    if kshape is not None:
-        return list(kshape)
-    out = list(calc_output_size(p.ctx.input, p.ctx.weight, p.ctx.params))
-    if p.viewed_1d:
-        out = out[:2] + out[3:]
-    return out
 
 
 def _finish(run: _Run, fn: Callable[[], Any]):
@@ -1219,25 +1203,37 @@ def _reflect_pad(run: _Run, x: TensorSpec, p: Sequence[Any], dim: int) -> Tensor
                   f"{fmt_sizes(x.shape)}", name="reflect_pad_size")
     outs = [sp[dim - 1 - j] + pads[j][0] + pads[j][1] for j in range(dim)]  # w, h, d
     out_shape = list(x.shape[:off + 1]) + [outs[dim - 1 - i] for i in range(dim)]
+    _too_small_check(run, sp, outs, "reflect_too_small")
     if dim == 1:
-        run.check(D.ge(outs[0], 1), lambda: f"input (W: {fmt_int(sp[0])}) is too small. "
-                  f"Calculated output W: {fmt_int(outs[0])}", name="reflect_too_small")
         _negative_dim_check(run.check, out_shape)
         return _pad_out(x, out_shape, MF_CONTIGUOUS)
     if dim == 2:
-        run.check(D.or_(D.ge(outs[0], 1), D.ge(outs[1], 1)),
-                  lambda: f"input (H: {fmt_int(sp[0])}, W: {fmt_int(sp[1])}) is too small. "
-                          f"Calculated output H: {fmt_int(outs[1])} W: {fmt_int(outs[0])}",
-                  name="reflect_too_small")
         # output.resize_ with a negative size
         _resize_check(run, out_shape)
-        return _pad_out(x, out_shape, x.suggest_memory_format() if batch else MF_CONTIGUOUS)
-    run.check(D.or_(D.ge(outs[0], 1), D.ge(outs[1], 1), D.ge(outs[2], 1)),
-              lambda: f"input (D: {fmt_int(sp[0])} H: {fmt_int(sp[1])}, W: {fmt_int(sp[2])}) is "
-                      f"too small. Calculated output D: {fmt_int(outs[2])} H: {fmt_int(outs[1])} "
-                      f"W: {fmt_int(outs[0])}", name="reflect_too_small")
-    _negative_dim_check(run.check, out_shape)
+    else:
+        _negative_dim_check(run.check, out_shape)
     return _pad_out(x, out_shape, x.suggest_memory_format() if batch else MF_CONTIGUOUS)
+
+
+def _too_small_check(run: _Run, sp: list, outs: list, name: str, close: str = ")") -> None:
+    """The reflect/replicate kernels' "input (...) is too small" check: some output size is at
+    least 1. ``sp``: the input's sizes (d, h, w order), ``outs``: the output's (w, h, d order);
+    ``close`` ends the 2-d message's input part (replicate's has a space before it: torch's
+    text)."""
+    f = fmt_int
+    if len(sp) == 1:
+        def message() -> str:
+            return f"input (W: {f(sp[0])}) is too small. Calculated output W: {f(outs[0])}"
+    elif len(sp) == 2:
+        def message() -> str:
+            return (f"input (H: {f(sp[0])}, W: {f(sp[1])}{close} is too small. Calculated output "
+                    f"H: {f(outs[1])} W: {f(outs[0])}")
+    else:
+        def message() -> str:
+            return (f"input (D: {f(sp[0])} H: {f(sp[1])}, W: {f(sp[2])}) is too small. "
+                    f"Calculated output D: {f(outs[2])} H: {f(outs[1])} W: {f(outs[0])}")
+    ok = [D.ge(o, 1) for o in outs]
+    run.check(ok[0] if len(ok) == 1 else D.or_(*ok), message, name=name)
 
 
 def _replicate_pad(run: _Run, x: TensorSpec, p: Sequence[Any], dim: int) -> TensorSpec:
@@ -1247,23 +1243,9 @@ def _replicate_pad(run: _Run, x: TensorSpec, p: Sequence[Any], dim: int) -> Tens
     sp = [x.size(off + 1 + i) for i in range(dim)]
     outs = [sp[dim - 1 - j] + p[2 * j] + p[2 * j + 1] for j in range(dim)]  # w, h, d
     out_shape = list(x.shape[:off + 1]) + [outs[dim - 1 - i] for i in range(dim)]
-    if dim == 1:
-        run.check(D.ge(outs[0], 1), lambda: f"input (W: {fmt_int(sp[0])}) is too small. "
-                  f"Calculated output W: {fmt_int(outs[0])}", name="replicate_too_small")
-        _negative_dim_check(run.check, out_shape)
-        return _pad_out(x, out_shape, MF_CONTIGUOUS)
-    if dim == 2:
-        run.check(D.or_(D.ge(outs[0], 1), D.ge(outs[1], 1)),
-                  lambda: f"input (H: {fmt_int(sp[0])}, W: {fmt_int(sp[1])} ) is too small. "
-                          f"Calculated output H: {fmt_int(outs[1])} W: {fmt_int(outs[0])}",
-                  name="replicate_too_small")
-    else:
-        run.check(D.or_(D.ge(outs[0], 1), D.ge(outs[1], 1), D.ge(outs[2], 1)),
-                  lambda: f"input (D: {fmt_int(sp[0])} H: {fmt_int(sp[1])}, W: {fmt_int(sp[2])}) "
-                          f"is too small. Calculated output D: {fmt_int(outs[2])} H: "
-                          f"{fmt_int(outs[1])} W: {fmt_int(outs[0])}", name="replicate_too_small")
+    _too_small_check(run, sp, outs, "replicate_too_small", close=" )")
     _negative_dim_check(run.check, out_shape)
-    return _pad_out(x, out_shape, x.suggest_memory_format())
+    return _pad_out(x, out_shape, MF_CONTIGUOUS if dim == 1 else x.suggest_memory_format())
 
 
 def _circular_pad(run: _Run, x: TensorSpec, p: Sequence[Any]) -> TensorSpec:
