@@ -172,3 +172,35 @@ def test_environment_for_names_a_wrong_argument_type():
         environment_for(z3.Int("v"))
     with pytest.raises(TypeError, match=r"^base must be"):
         environment_for("2.13", "cpu")
+
+
+# --------------------------------------------------------------------------------------
+# 3. diff accepted contradictory constraints and answered "no difference (proof)" over an
+#    empty set of calls; reach refused them.
+
+
+@pytest.mark.parametrize("where", [["N>=4", "N<=2"], "N<0", "H < 0, not transposed",
+                                   "N >= 9223372036854775808"])
+def test_diff_refuses_contradictory_constraints(where):
+    from symconv.queries.where import WhereError
+    with pytest.raises(WhereError, match=r"^the constraints contradict each other: no sizes "
+                                         r"satisfy "):
+        symconv.diff("cpu", "seed", dims=2, where=where, validate=False)
+
+
+def test_reach_and_diff_refuse_the_same_constraints_alike():
+    from symconv.queries.where import WhereError
+    messages = []
+    for call in (lambda: symconv.diff("cpu", "seed", dims=2, where="N>=4, N<=2", validate=False),
+                 lambda: symconv.reach("Mkldnn", env="cpu", dims=2, where="N>=4, N<=2",
+                                       validate=False)):
+        with pytest.raises(WhereError) as e:
+            call()
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
+
+
+def test_diff_still_compares_under_satisfiable_constraints():
+    res = symconv.diff("cpu", "cpu-mt", dims=1, where="N>=4, N<=4, not transposed",
+                       validate=False)
+    assert res.verdict in ("different", "no difference")

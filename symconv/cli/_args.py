@@ -1,8 +1,12 @@
-"""Argument parsers shared by the commands: shapes, int lists, dtypes, presets."""
+"""Argument parsers shared by the commands: shapes, int lists, dtypes, presets, and the
+query options (``--dims``, ``--where``) of reach and diff."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any, overload
 
 import torch
@@ -141,3 +145,46 @@ def tensor_spec(shape: tuple, arg: str, **kw: Any) -> TensorSpec:
         return TensorSpec(shape, **kw)
     except (ValueError, TypeError) as e:
         raise CLIError(arg, str(e)) from None
+
+
+# --------------------------------------------------------------------------------------
+# The query options of reach and diff: which calls to consider.
+
+
+def add_query_arguments(p: argparse.ArgumentParser, where_example: str) -> None:
+    """``--dims`` and ``--where`` (``where_example`` shows a constraint in the help)."""
+    p.add_argument("--dims", metavar="D", help="spatial dims: 1, 2, 3 or a list like 1,2 "
+                   "(default: all)")
+    p.add_argument("--where", action="append", metavar="CONSTRAINTS",
+                   help=f'constraints, e.g. "{where_example}"')
+
+
+def parse_dims(text: str | None) -> tuple | None:
+    if text is None:
+        return None
+    try:
+        out = tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise CLIError("--dims", f"expected 1, 2 or 3 (or a comma list), got {text!r}") from None
+    if not out or any(d not in (1, 2, 3) for d in out):
+        raise CLIError("--dims", f"expected 1, 2 or 3 (or a comma list), got {text!r}")
+    return out
+
+
+@contextlib.contextmanager
+def where_errors() -> Iterator[None]:
+    """A contradictory or malformed constraint found inside a query is an error of --where."""
+    from symconv.queries.where import WhereError
+    try:
+        yield
+    except WhereError as e:
+        raise CLIError("--where", str(e)) from None
+
+
+def query_scope(args: argparse.Namespace) -> tuple[tuple | None, Any]:
+    """``(dims, parsed --where)`` of a query command's arguments."""
+    from symconv.queries.where import parse_where
+    dims = parse_dims(args.dims)
+    with where_errors():
+        where = parse_where(args.where)
+    return dims, where

@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from . import CLIError, emit_json
-from ._args import parse_env
-from .reach import parse_dims
+from ._args import add_query_arguments, parse_env, query_scope, where_errors
 
 COMMAND = "diff"
 HELP = "every region of calls where two environments pick another backend, memory format, " \
@@ -29,10 +28,7 @@ def register(p: argparse.ArgumentParser):
                         "mkldnn_enabled=false")
     p.add_argument("--set-to", action="append", metavar="KEY=VALUE",
                    help="override an Environment field of side B")
-    p.add_argument("--dims", metavar="D", help="spatial dims: 1, 2, 3 or a list like 1,2 "
-                   "(default: all)")
-    p.add_argument("--where", action="append", metavar="CONSTRAINTS",
-                   help='constraints, e.g. "N<=8, dtype==float16, not transposed"')
+    add_query_arguments(p, "N<=8, dtype==float16, not transposed")
     p.add_argument("--no-validate", action="store_true",
                    help="do not replay witnesses on the installed torch")
     p.add_argument("--limit", type=int, default=20, metavar="N",
@@ -74,14 +70,9 @@ def _side(text: str | None, sets: list | None, other, arg: str, set_arg: str):
 def run(args: argparse.Namespace) -> int:
     from symconv.env import PRESETS
     from symconv.queries.diff import diff
-    from symconv.queries.where import WhereError, parse_where
-    dims = parse_dims(args.dims)
+    dims, where = query_scope(args)
     if args.limit < 0:
         raise CLIError("--limit", f"expected a non-negative number, got {args.limit}")
-    try:
-        where = parse_where(args.where)
-    except WhereError as e:
-        raise CLIError("--where", str(e)) from None
     # a version side takes the other side's build: resolve presets first
     a_is_preset = args.a == "native" or args.a in PRESETS
     if a_is_preset or args.b is None or not (args.b == "native" or args.b in PRESETS):
@@ -92,13 +83,17 @@ def run(args: argparse.Namespace) -> int:
         ea, la = _side(args.a, args.set_from, eb, "--from", "--set-from")
     la += " (with --set-from)" if args.set_from else ""
     lb += " (with --set-to)" if args.set_to else ""
-    sys.stderr.write(f"symconv diff: comparing {la} and {lb} ...\n")
-    try:
+    # the first line comes with the first progress report: an argument that the comparison
+    # refuses before any work (a contradictory --where) stays a one-line error
+    header = [f"symconv diff: comparing {la} and {lb} ...\n"]
+
+    def progress(message: str) -> None:
+        if header:
+            sys.stderr.write(header.pop())
+        sys.stderr.write(f"symconv diff: {message}\n")
+    with where_errors():
         res = diff(ea, eb, dims=dims, where=where, validate=not args.no_validate,
-                   minimize=args.minimize,
-                   progress=lambda m: sys.stderr.write(f"symconv diff: {m}\n"))
-    except WhereError as e:
-        raise CLIError("--where", str(e)) from None
+                   minimize=args.minimize, progress=progress)
     res.label_a, res.label_b = la, lb
     if args.json:
         emit_json(res.to_json())

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--check", "must be >= 0")
     a = conv_args_from(args)
     env = a.pop("env")
+    _check_size_axes(a, axes)
     try:
         m = dispatch_map(a["input"], a["weight"], a["bias"], a["stride"], a["padding"],
                          a["dilation"], a["transposed"], a["output_padding"], a["groups"],
@@ -77,3 +78,18 @@ def run(args: argparse.Namespace) -> int:
                     sys.stdout.write(f"  MISMATCH at {m.x.name}={xv} {m.y.name}={yv}: symconv "
                                      f"{mine}, torch {got}\n")
     return 1 if check is not None and check.mismatches else 0
+
+
+def _check_size_axes(call: dict, axes: list) -> None:
+    """A symbol in a tensor's shape is a size: an axis giving it a negative value describes no
+    call (as ``N<0`` in reach's and diff's --where, or a negative entry of --input)."""
+    sizes: dict[str, str] = {}
+    for flag, spec in (("--input", call["input"]), ("--weight", call["weight"]),
+                       ("--bias-shape", call["bias"])):
+        for x in spec.shape if spec is not None else ():
+            for sym in getattr(x, "free_symbols", ()):
+                sizes.setdefault(sym.name, flag)
+    for flag, axis in zip(("--x", "--y"), axes):
+        if axis.name in sizes and int(axis.values.min()) < 0:
+            raise CLIError(flag, f"{axis.name} is a size (in {sizes[axis.name]}): its values must "
+                                 f"be >= 0, got {int(axis.values.min())}")

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from . import CLIError, emit_json
-from ._args import parse_env
+from ._args import add_query_arguments, parse_env, query_scope, where_errors
 
 COMMAND = "reach"
 HELP = "decide whether a backend is reachable: a witness torch confirms, or the proof it is not"
@@ -24,10 +24,7 @@ def register(p: argparse.ArgumentParser):
                         "'symconv reach --all'")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override an Environment field, e.g. --set num_threads=2")
-    p.add_argument("--dims", metavar="D", help="spatial dims: 1, 2, 3 or a list like 1,2 "
-                   "(default: all)")
-    p.add_argument("--where", action="append", metavar="CONSTRAINTS",
-                   help='constraints, e.g. "N<=8, H==W, dtype==float16, not mkldnn_enabled"')
+    add_query_arguments(p, "N<=8, H==W, dtype==float16, not mkldnn_enabled")
     p.add_argument("--fixed-flags", action="store_true",
                    help="keep the environment's runtime flags as they are")
     p.add_argument("--no-validate", action="store_true", help="do not replay witnesses on torch")
@@ -37,18 +34,6 @@ def register(p: argparse.ArgumentParser):
                    help="print at most N parts of the region (default 12; --json has all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return run
-
-
-def parse_dims(text: str | None):
-    if text is None:
-        return None
-    try:
-        out = tuple(int(t) for t in text.replace(" ", "").split(",") if t)
-    except ValueError:
-        raise CLIError("--dims", f"expected 1, 2 or 3 (or a comma list), got {text!r}") from None
-    if not out or any(d not in (1, 2, 3) for d in out):
-        raise CLIError("--dims", f"expected 1, 2 or 3 (or a comma list), got {text!r}")
-    return out
 
 
 def parse_backend(name: str | None):
@@ -64,12 +49,7 @@ def parse_backend(name: str | None):
 
 def run(args: argparse.Namespace) -> int:
     from symconv.queries import reach
-    from symconv.queries.where import WhereError, parse_where
-    dims = parse_dims(args.dims)
-    try:
-        where = parse_where(args.where)
-    except WhereError as e:
-        raise CLIError("--where", str(e)) from None
+    dims, where = query_scope(args)
     if args.region_limit < 0:
         raise CLIError("--region-limit", f"must be >= 0, got {args.region_limit}")
     if args.all:
@@ -80,11 +60,9 @@ def run(args: argparse.Namespace) -> int:
     backend = parse_backend(args.backend)
     args.env = "native" if args.env is None else args.env
     env = parse_env(args.env, args.set)
-    try:
+    with where_errors():
         res = reach(backend, env=env, dims=dims, where=where, validate=not args.no_validate,
                     vary_flags=not args.fixed_flags)
-    except WhereError as e:
-        raise CLIError("--where", str(e)) from None
     res.env_label = args.env + (" (with --set)" if args.set else "")
     if args.json:
         emit_json(res.to_json())
@@ -100,7 +78,6 @@ def _table(args, dims, where) -> int:
     from symconv import ConvBackend
     from symconv.env import PRESETS
     from symconv.queries import reach
-    from symconv.queries.where import WhereError
     presets = list(PRESETS) + ["native"]
     backends = [parse_backend(args.backend)] if args.backend else list(ConvBackend)
     rows = []
@@ -109,11 +86,9 @@ def _table(args, dims, where) -> int:
         row: dict[str, dict[str, Any]] = {}
         for name in presets:
             env = parse_env(name, args.set)
-            try:
+            with where_errors():
                 r = reach(b, env=env, dims=dims, where=where, validate=not args.no_validate,
                           vary_flags=not args.fixed_flags)
-            except WhereError as e:
-                raise CLIError("--where", str(e)) from None
             if r.verdict == "reachable":
                 v = r.validation.status if r.validation else "not-validated"
                 cell = {"validated": "yes, torch", "recorded": "yes, GPU",

@@ -38,7 +38,7 @@ from . import pretty, solve
 from .reach import env_summary
 from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _Evaluator, _valid_combo,
                     fact_text, value_name, variables)
-from .where import Where, WhereError, parse_where
+from .where import Where, WhereError, parse_where, require_satisfiable
 from .witness import build_tensor, env_name, fact_tags, torch_flags
 
 __all__ = ["diff", "DiffResult", "DiffRegion", "DiffWitness", "resolve_sides", "sampled_check",
@@ -759,6 +759,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     structures = [st for st in sa.structures() if w.applies_to(st)]
     if not structures:
         raise WhereError("the constraints name sizes that no requested number of dims has")
+    require_satisfiable(w, structures)
     shared_names = set(plan.shared)
     solvers: dict = {}
     for k, st in enumerate(structures):

@@ -17,7 +17,7 @@ from ..rules import RULES
 from . import pretty, solve
 from .space import (FLAG_VARS, Leaf, Pruned, Space, Structure, fact_text,
                     space, value_name)
-from .where import Where, WhereError, parse_where
+from .where import Where, WhereError, parse_where, require_satisfiable
 from .witness import Validation, Witness, env_name, recorded, replay
 
 __all__ = ["reach", "ReachResult", "resolve_env", "resolve_backend", "Query", "env_summary"]
@@ -110,18 +110,7 @@ class Query:
                              f"(dims {', '.join(map(str, self.dims))})")
         self._solvers: dict = {}
         self._where_f: dict = {}
-        contradictory = bool(self.where.items)
-        for st in (self.structures if self.where.items else []):
-            s = solve.new_solver()
-            nonneg = [st.symbols[n] >= 0 for n in st.sizes]
-            s.add(*nonneg)
-            s.add(self.where_formula(st))
-            v, _ = solve.verdict(s)
-            if v != "unsat":
-                contradictory = False
-        if contradictory and self.where.items:
-            raise WhereError(f"the constraints contradict each other: no sizes satisfy "
-                             f"{self.where.text!r}")
+        require_satisfiable(self.where, self.structures)
 
     def where_formula(self, st: Structure):
         if st.key not in self._where_f:

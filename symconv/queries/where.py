@@ -23,10 +23,13 @@ from collections.abc import Sequence
 import torch
 import z3
 
+from .. import domain as D
 from ..spec import MKLDNN_LAYOUT
+from . import solve
 from .space import FLAG_VARS, SPATIAL, Structure
 
-__all__ = ["Where", "WhereError", "parse_where", "INT_NAMES", "CATEGORICAL"]
+__all__ = ["Where", "WhereError", "parse_where", "INT_NAMES", "CATEGORICAL",
+           "require_satisfiable"]
 
 
 class WhereError(ValueError):
@@ -161,6 +164,23 @@ def parse_where(where: str | Sequence[str] | None) -> Where:
         ints.append((item, node))
     text = ", ".join(items)
     return Where(text, restrict, ints, threads)
+
+
+def require_satisfiable(where: Where, structures: Sequence[Structure]) -> None:
+    """Raise :class:`WhereError` when the integer constraints hold for no call of any of the
+    structures: sizes are non-negative and every value is an int64 (``N >= 4, N <= 2`` or
+    ``N < 0`` describe no call at all). An undecided check (solver limit) is not a
+    contradiction."""
+    if not where.items:
+        return
+    for st in structures:
+        s = solve.new_solver()
+        s.add(*[st.symbols[n] >= 0 for n in st.sizes])
+        s.add(*[z3.And(x >= -D.INT64_MAX - 1, x <= D.INT64_MAX) for x in st.symbols.values()])
+        s.add(where.formula(st))
+        if solve.verdict(s)[0] != "unsat":
+            return
+    raise WhereError(f"the constraints contradict each other: no sizes satisfy {where.text!r}")
 
 
 MAX_ITEM_CHARS = 1000  # one constraint; longer ones are refused before Python parses them
