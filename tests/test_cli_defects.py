@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tomllib
 
 import pytest
 
@@ -135,3 +141,81 @@ def test_map_keeps_negative_parameters_on_an_axis():
                             "P", "--env", "cpu", "--x", "P=-2:1", "--y", "N=1:2"])
     assert rc == 0 and "error: padding_neg" in out and "Slow2d" in out, (out, err)
 
+
+# 4. Ctrl-C while `import symconv` loads torch and Z3 ------------------------------------
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# Makes the child's first `import torch` wait (after saying so on stderr), so that the signal
+# lands inside the console script's import of symconv, where a real Ctrl-C in the first second
+# lands.
+SLOW_IMPORT = '''
+import sys, time
+
+class _SlowTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            sys.stderr.write("child: importing torch\\n")
+            sys.stderr.flush()
+            time.sleep(60)
+        return None
+
+sys.meta_path.insert(0, _SlowTorch())
+'''
+
+
+def console_script_entry() -> str:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["scripts"]["symconv"]
+
+
+def interrupt_during_import(entry: str, tmp_path: pathlib.Path) -> tuple[int, str]:
+    """Run what pip's console script runs for ``entry`` (``module:function``), send SIGINT
+    while it imports torch; return (status, stderr after the child's marker line)."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_IMPORT)
+    module, func = entry.split(":")
+    code = f"import sys\nfrom {module} import {func}\nsys.exit({func}())\n"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    p = subprocess.Popen([sys.executable, "-c", code, "--version"], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stderr is not None
+        marker = p.stderr.readline()
+        assert marker == "child: importing torch\n", marker
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out == ""
+    return p.returncode, err
+
+
+def test_console_script_is_outside_the_package():
+    assert console_script_entry() == "symconv_launcher:main"
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        assert "symconv_launcher" in tomllib.load(f)["tool"]["setuptools"]["py-modules"]
+
+
+def test_ctrl_c_during_import_is_one_line_and_status_130(tmp_path):
+    status, err = interrupt_during_import(console_script_entry(), tmp_path)
+    assert (status, err) == (130, "symconv: interrupted\n")
+
+
+def test_the_old_entry_point_showed_a_traceback(tmp_path):
+    """What the defect looked like: the same signal with the package's own main as entry."""
+    status, err = interrupt_during_import("symconv.cli:main", tmp_path)
+    assert "Traceback" in err and "KeyboardInterrupt" in err and status != 0
+
+
+def test_launcher_runs_commands():
+    p = subprocess.run([sys.executable, "-c", "import sys\nfrom symconv_launcher import main\n"
+                        "sys.exit(main())", "select", "--input", "1,3,8,8", "--weight",
+                        "4,3,3,3", "--env", "cpu", "--json"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    rc, out, _ = run_cli(["select", "--input", "1,3,8,8", "--weight", "4,3,3,3", "--env", "cpu",
+                          "--json"])
+    assert rc == 0 and p.stdout == out  # the same answer as the package's main in-process

@@ -27,12 +27,18 @@ sdist=$(ls "$WORK"/dist/symconv-*.tar.gz)
 wheel=$(ls "$WORK"/dist/symconv-*.whl)
 echo "smoke: built $(basename "$sdist") and $(basename "$wheel") ($((SECONDS - t0)) s)"
 
-# The wheel must carry the type marker and the proof catalogue (symconv prove imports it).
+# The wheel must carry the type marker, the proof catalogue (symconv prove imports it) and the
+# console script's entry module, which the script must name.
 python3 - "$wheel" <<'PY'
 import sys, zipfile
-names = set(zipfile.ZipFile(sys.argv[1]).namelist())
-for need in ("symconv/py.typed", "symconv/cli/__init__.py", "proofs/__init__.py"):
+wheel = zipfile.ZipFile(sys.argv[1])
+names = set(wheel.namelist())
+for need in ("symconv/py.typed", "symconv/cli/__init__.py", "proofs/__init__.py",
+             "symconv_launcher.py"):
     assert need in names, f"{need} is missing from the wheel"
+entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+assert "symconv = symconv_launcher:main" in wheel.read(entry_points).decode(), \
+    "the console script does not start at symconv_launcher:main"
 PY
 
 check() {  # check <label> <artifact>

@@ -12,7 +12,8 @@ import importlib
 import json
 import pkgutil
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["main", "CLIError", "ArgParser"]
 
