@@ -1,13 +1,15 @@
-"""Hypothesis strategies for the fuzz suites (tests/test_fuzz_cli.py, tests/test_fuzz_api.py).
+"""Example builders for the fuzz suites (tests/test_fuzz_cli.py, tests/test_fuzz_api.py).
 
-The strategies draw argument vectors and API arguments that are mostly malformed (wrong types,
+The builders make argument vectors and API arguments that are mostly malformed (wrong types,
 negative and huge sizes, 0-d and 7-d shapes, unknown presets and backends, contradictory
 constraints, very long, non-ASCII and non-UTF-8 text), mixed with well-formed values so that
 the later stages of argument checking are reached as well.
 
-Speed: the default run draws 1,000 examples per command, so each value is one draw from a pool
-of a few hundred texts built once (seeded, so the pools are the same in every run). The slow
-suite (``rich=True``) adds freely generated text and integers on top of the pools.
+Speed: the default run checks 1,000 examples per command and API family
+(:func:`run_seeded`: a fixed seed per example, no Hypothesis engine), so each value is one pick
+from a pool of a few hundred texts built once (seeded, so the pools are the same in every run).
+The slow suite (:func:`drawn`, Hypothesis) adds freely generated text and integers on top of
+the pools and shrinks what it finds.
 """
 
 from __future__ import annotations
@@ -115,31 +117,31 @@ def _text(max_size: int) -> st.SearchStrategy[str]:
     return st.text(alphabet, max_size=max_size)
 
 
-_POOLS: dict = {}
+_POOLS: dict[tuple, st.SearchStrategy[str]] = {}
 
 
-def pool(values: list[str], rich: bool = False, max_size: int = 20) -> st.SearchStrategy[str]:
-    """One draw from ``values``; with ``rich`` (slow suite) also free text and integers.
-    (Built once per pool: building a strategy costs more than drawing from it.)"""
-    key = (tuple(values), rich, max_size)
+def pool(values: list[str], max_size: int = 20) -> st.SearchStrategy[str]:
+    """The slow suite's draw of an argument's text: one of ``values`` (half the time), free
+    text or an integer. (Built once per pool: building a strategy costs more than drawing from
+    it.)"""
+    key = (tuple(values), max_size)
     if key not in _POOLS:
         base = st.sampled_from(values)
-        _POOLS[key] = base if not rich else st.one_of(base, base, _text(max_size),
-                                                      st.integers().map(str))
+        _POOLS[key] = st.one_of(base, base, _text(max_size), st.integers().map(str))
     return _POOLS[key]
 
 
 # --------------------------------------------------------------------------------------
 # Choosers: the builders of argument vectors ask a chooser for each choice (``pick``: one
 # of the given values; ``value``: an argument's text, where the slow suite adds free text).
-# The default run uses a seeded random.Random per example (hypothesis draws only the seed: one
-# draw instead of a dozen, which is most of the cost of an example); the slow suite lets
-# hypothesis draw every choice (and free text on top of the pools), so it shrinks failures to
-# small inputs.
+# The default run uses a seeded random.Random per example (run_seeded: the examples are fixed,
+# and Hypothesis's engine, which cost more than most examples themselves, is not involved);
+# the slow suite lets Hypothesis draw every choice (and free text on top of the pools), so it
+# shrinks failures to small inputs.
 
 
 class SeedChooser:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int | str) -> None:
         self.rng = random.Random(seed)
 
     def pick(self, values):
@@ -158,16 +160,16 @@ _INTS: dict[tuple[int, int], st.SearchStrategy[int]] = {}
 
 
 class DrawChooser:
-    def __init__(self, draw, rich: bool = True) -> None:
-        self.draw, self.rich = draw, rich
+    def __init__(self, draw) -> None:
+        self.draw = draw
 
     def pick(self, values):
         """A structural choice: always one of ``values``."""
         return self.draw(st.sampled_from(values))
 
     def value(self, values):
-        """An argument's text: one of ``values``, or (rich) free text and integers."""
-        return self.draw(pool(values, self.rich))
+        """An argument's text: one of ``values``, or free text and integers."""
+        return self.draw(pool(values))
 
     def num(self, lo: int, hi: int) -> int:
         if (lo, hi) not in _INTS:
@@ -178,12 +180,29 @@ class DrawChooser:
         return self.num(0, 1) == 1
 
 
-def built(builder, rich: bool) -> st.SearchStrategy:
-    """A strategy of ``builder(chooser)``: seeded (default run) or fully drawn (``rich``)."""
-    if not rich:
-        return st.integers(0, 2**32 - 1).map(lambda seed: builder(SeedChooser(seed)))
-
+def drawn(builder) -> st.SearchStrategy:
+    """The slow suite's strategy of ``builder(chooser)``: Hypothesis draws every choice."""
     @st.composite
     def draw_all(draw):
-        return builder(DrawChooser(draw, rich=True))
+        return builder(DrawChooser(draw))
     return draw_all()
+
+
+DEFAULT_EXAMPLES = 1000
+
+
+def run_seeded(name: str, builder, check, n: int = DEFAULT_EXAMPLES, examples=()) -> int:
+    """The default run: ``check`` each of the explicit ``examples`` (found failures, kept as
+    regression cases), then ``builder(SeedChooser(f"{name}/{i}"))`` for i < ``n``: the same
+    examples in every run. A failure names its seed (rebuild it with
+    ``builder(SeedChooser(seed))``). Returns how many examples were checked."""
+    for value in examples:
+        check(value)
+    for i in range(n):
+        seed = f"{name}/{i}"
+        value = builder(SeedChooser(seed))
+        try:
+            check(value)
+        except Exception as e:
+            raise AssertionError(f"fuzz example {seed!r} failed: {value!r:.3000}") from e
+    return len(examples) + n

@@ -5,9 +5,10 @@ Allowed: ``ConvError`` (torch's ``RuntimeError``), ``ConvValueError``/``ValueErr
 ``TypeError``, ``IndexError``, ``NotImplementedError`` -- and a ``TypeError``/``ValueError``
 only with symconv's own message, not one of Python's internal ones ("unsupported operand",
 "object is not subscriptable", "invalid literal for int()", ...), which would mean the
-argument was never checked. 1,000 examples per function family in the default run, 10,000 in
-the slow suite. Nothing here runs a convolution kernel (tensors are on the meta device or the
-call fails in argument checking; ``symconv.convolution`` is fuzzed with wrong types only).
+argument was never checked. 1,000 fixed (seeded) examples per function family in the default
+run, 10,000 random ones (Hypothesis) in the slow suite. Nothing here runs a convolution kernel
+(tensors are on the meta device or the call fails in argument checking;
+``symconv.convolution`` is fuzzed with wrong types only).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from symconv.errors import ConvError, ConvValueError
 
 from . import fuzz_strategies as fz
 
-DEFAULT = settings(max_examples=1000, deadline=None)
 SLOW = settings(max_examples=10_000, deadline=None, derandomize=False)
 
 ALLOWED = (ConvError, ConvValueError, TypeError, ValueError, IndexError, NotImplementedError)
@@ -348,23 +348,16 @@ FAMILIES = {"api": _api_call, "functional": _functional_call, "pad": _pad_call,
             "lowering": _lowering_call}
 
 
-def _run(builder):
-    return lambda c: builder(c)
+def check_call(call) -> None:
+    fn, args, kw = call
+    call_contract(fn, *args, **kw)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_fuzz_api(family):
-    tried = [0]
-
-    @DEFAULT
-    @given(fz.built(FAMILIES[family], rich=False))
-    def run(call):
-        tried[0] += 1
-        fn, args, kw = call
-        call_contract(fn, *args, **kw)
-    run()
-    print(f"fuzz api[{family}]: {tried[0]} calls")
-    assert tried[0] >= DEFAULT.max_examples
+    tried = fz.run_seeded(f"api/{family}", FAMILIES[family], check_call)
+    print(f"fuzz api[{family}]: {tried} calls")
+    assert tried >= fz.DEFAULT_EXAMPLES
 
 
 @pytest.mark.slow
@@ -373,11 +366,10 @@ def test_fuzz_api_slow(family):
     tried = [0]
 
     @SLOW
-    @given(fz.built(FAMILIES[family], rich=True))
+    @given(fz.drawn(FAMILIES[family]))
     def run(call):
         tried[0] += 1
-        fn, args, kw = call
-        call_contract(fn, *args, **kw)
+        check_call(call)
     run()
     # (a small family, e.g. lowering's wrong types, can be exhausted before 10,000)
     print(f"fuzz api[{family}] (slow): {tried[0]} calls")
@@ -467,9 +459,7 @@ def _torch_parser_error(name: str, out) -> bool:
         etype is ValueError and msg.startswith("Overflow"))
 
 
-@DEFAULT
-@given(fz.built(_parser_call, rich=False))
-def test_functional_argument_errors_match_torch(call):
+def check_parser_call(call) -> None:
     name, args, kw = call
     theirs = _outcome(getattr(torch.nn.functional, name), args, kw)
     if not _torch_parser_error(name, theirs):
@@ -483,3 +473,8 @@ def test_functional_argument_errors_match_torch(call):
         return
     assert _kw_order_free(ours) == _kw_order_free(theirs), \
         f"\ntorch:   {theirs}\nsymconv: {ours}\n" + _show(getattr(F, name), args, kw)
+
+
+def test_functional_argument_errors_match_torch():
+    tried = fz.run_seeded("api/parser", _parser_call, check_parser_call)
+    assert tried >= fz.DEFAULT_EXAMPLES
