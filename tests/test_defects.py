@@ -204,3 +204,30 @@ def test_diff_still_compares_under_satisfiable_constraints():
     res = symconv.diff("cpu", "cpu-mt", dims=1, where="N>=4, N<=4, not transposed",
                        validate=False)
     assert res.verdict in ("different", "no difference")
+
+
+# --------------------------------------------------------------------------------------
+# 5. explain --want suggested "dilation 0" (torch's checks accept it, no kernel computes it)
+#    to reach Mkldnn from a 1x1 convolution.
+
+
+def _want(want, input_shape=(2, 3, 8, 8)):
+    return symconv.explain(T(input_shape), T((4, 3, 1, 1)), None, [1], [0], [1], False, [0], 1,
+                           env="cpu", want=want).want
+
+
+def test_explain_suggests_no_degenerate_dilation():
+    w = _want("Mkldnn")
+    assert w.verdict == "reachable" and w.changes and not w.note
+    assert all(v >= 1 for n, v in w.witness.values.items() if n.startswith("dil"))
+    assert all(v >= 1 for n, v in w.witness.values.items() if n in ("N", "C", "H", "W"))
+    assert w.validation.status == "validated"  # torch picks Mkldnn for the suggested call
+    assert w.witness.symconv_backend() == symconv.ConvBackend.Mkldnn
+
+
+def test_explain_says_when_only_degenerate_values_reach_a_backend():
+    w = _want("Empty")
+    assert w.verdict == "reachable" and w.validation.status == "validated"
+    assert min(w.witness.values[n] for n in ("N", "C")) == 0
+    assert w.note.startswith("note: only degenerate values reach Empty from this call (")
+    assert "an empty tensor" in w.note

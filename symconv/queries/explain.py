@@ -416,9 +416,12 @@ def _want(q: Query, call: _Call, target: ConvBackend, ex: Explanation | None,
                  **leaf.assign}
         scored.append((len(_cat_changes(call, facts)), leaf))
     scored.sort(key=lambda t: t[0])
-    best = None  # (total changes, distance, leaf, values, minimal)
+    # A change that needs a degenerate value (dilation 0, an empty tensor where the call has
+    # none) ranks after every sensible one: torch accepts dilation 0 in its checks, but no
+    # kernel computes it, and an empty call computes nothing.
+    best = None  # (degenerate, total changes, distance, leaf, values, minimal)
     for ncat, leaf in scored:
-        if best is not None and ncat >= best[0]:
+        if best is not None and not best[0] and ncat >= best[1]:
             break
         if time.monotonic() > deadline and best is not None:
             break
@@ -426,18 +429,24 @@ def _want(q: Query, call: _Call, target: ConvBackend, ex: Explanation | None,
         targets = {n: call.values.get(n, solve.preferred_value(n)) for n in st.symbols}
         if "Cout" in st.symbols and "Cout" not in call.values:
             targets["Cout"] = call.values["C"] if "C" in call.values else 1
-        values, minimal = _closest(q, st, leaf.formula, targets)
+        values, minimal = _closest(q, st, leaf.formula, targets, _sensible(st, targets))
+        degenerate = False
+        if values is None:
+            if best is not None and not best[0]:
+                continue  # a degenerate change cannot beat a sensible one
+            values, minimal = _closest(q, st, leaf.formula, targets)
+            degenerate = True
         if values is None:
             continue
         nint = sum(1 for n in st.symbols if values[n] != targets[n])
         dist = sum(abs(values[n] - targets[n]) for n in st.symbols)
-        key = (ncat + nint, dist)
-        if best is None or key < (best[0], best[1]):
-            best = (ncat + nint, dist, leaf, values, minimal)
+        key = (degenerate, ncat + nint, dist)
+        if best is None or key < best[:3]:
+            best = (degenerate, ncat + nint, dist, leaf, values, minimal)
     if best is None:
         return WantResult(target, "unknown", proof=["no satisfiable region was found within "
                                                     f"{budget_s:.0f} s"])
-    _, _, leaf, values, minimal = best
+    degenerate, _, _, leaf, values, minimal = best
     st = leaf.structure
     # the new call keeps the user's facts where the leaf does not care
     facts = dict(call.assign)
@@ -455,9 +464,39 @@ def _want(q: Query, call: _Call, target: ConvBackend, ex: Explanation | None,
     changes += _int_changes(call, st, values)
     res = WantResult(target, "reachable", changes, wit, minimal=minimal)
     res.validation = replay(wit)
+    if degenerate:
+        res.note = (f"note: only degenerate values reach {target.name} from this call ("
+                    + "; ".join(_degenerate_text(st, call.values, values))
+                    + "): no change with dilations >= 1 and the call's non-empty sizes kept "
+                    "non-empty does")
     if wit.symconv_backend() != target:  # pragma: no cover - internal consistency
         res.note = "warning: symconv's concrete rules disagree with the symbolic answer"
     return res
+
+
+def _sensible(st, targets: dict) -> list:
+    """What a meaningful suggestion keeps: every dilation >= 1, groups >= 1, and every size
+    that the call has non-empty stays >= 1."""
+    out = []
+    for n, x in st.symbols.items():
+        if n.startswith("dil") or n == "G" or (n in st.sizes and targets.get(n, 1) >= 1):
+            out.append(x >= 1)
+    return out
+
+
+def _degenerate_text(st, old: dict, values: dict) -> list:
+    out = []
+    for n in st.symbols:
+        v = values[n]
+        if v >= 1 or old.get(n) == v:
+            continue
+        if n.startswith("dil"):
+            out.append(f"{n} = {v}: torch's shape checks accept it, but no kernel computes it")
+        elif n == "G":
+            out.append(f"G = {v}")
+        elif n in st.sizes:
+            out.append(f"{n} = {v}: an empty tensor")
+    return out
 
 
 def _int_changes(call: _Call, st, values: dict) -> list:
@@ -479,15 +518,17 @@ def _int_changes(call: _Call, st, values: dict) -> list:
     return out
 
 
-def _closest(q: Query, st, formula, targets: dict, timeout_ms: int = 2000):
-    """Values satisfying the formula (and the call's validity and constraints) with as few
-    changed values as possible (Z3 MaxSAT over "unchanged" soft constraints), then, keeping
-    the unchanged ones, the least total change (Z3's optimiser). ``minimal`` says whether
-    the count was proved minimal; otherwise the greedy search's answer is returned."""
+def _closest(q: Query, st, formula, targets: dict, extra: list | None = None,
+             timeout_ms: int = 2000):
+    """Values satisfying the formula (and the call's validity, constraints and ``extra``) with
+    as few changed values as possible (Z3 MaxSAT over "unchanged" soft constraints), then,
+    keeping the unchanged ones, the least total change (Z3's optimiser). ``minimal`` says
+    whether the count was proved minimal; otherwise the greedy search's answer is returned."""
     from .. import solver as S
     syms = st.symbols
+    extra = list(extra or [])
     opt = S.new_optimize(min(timeout_ms, S.LIMITS.timeout_ms))
-    opt.add(st.valid, q.where_formula(st), formula)
+    opt.add(st.valid, q.where_formula(st), formula, *extra)
     for n in syms:
         opt.add_soft(syms[n] == targets[n])
     r = opt.check()
@@ -498,7 +539,7 @@ def _closest(q: Query, st, formula, targets: dict, timeout_ms: int = 2000):
         vals = {n: m.eval(syms[n], model_completion=True).as_long() for n in syms}
         changed = [n for n in syms if vals[n] != targets[n]]
         opt2 = S.new_optimize(min(timeout_ms, S.LIMITS.timeout_ms))
-        opt2.add(st.valid, q.where_formula(st), formula)
+        opt2.add(st.valid, q.where_formula(st), formula, *extra)
         opt2.add(*[syms[n] == targets[n] for n in syms if n not in changed])
         opt2.minimize(z3.Sum([z3.If(syms[n] >= targets[n], syms[n] - targets[n],
                                     targets[n] - syms[n]) for n in changed] or [z3.IntVal(0)]))
@@ -509,7 +550,7 @@ def _closest(q: Query, st, formula, targets: dict, timeout_ms: int = 2000):
     s = q.solver(st)
     s.push()
     try:
-        s.add(formula)
+        s.add(formula, *extra)
         found = solve.minimise(s, syms, targets=targets)
     finally:
         s.pop()
