@@ -124,13 +124,7 @@ def prepare(input: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilat
             bias_sizes: Sequence[Any] | None = None, checker: Checker | None = None,
             entry: str = "select") -> Prepared:
     """Run the shared front half of ``select_conv_backend`` and ``_convolution``."""
-    env = Environment.from_torch() if env is None else env
-    if not isinstance(env, Environment):
-        raise TypeError(f"env must be a symconv.Environment, got {type(env).__name__}")
-    inp = as_spec(input, "input")
-    wgt = as_spec(weight, "weight")
-    if inp is None or wgt is None:
-        raise TypeError("input and weight must be tensors or TensorSpecs, not None")
+    env, inp, wgt = _env_and_specs(env, input, weight)
     b = as_spec(bias, "bias")
     stride_l = _param_list(stride, "stride")
     padding_l = _param_list(padding, "padding")
@@ -170,6 +164,20 @@ def prepare(input: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilat
                                               (b is not None and b.requires_grad))
     ctx = Ctx(view_in, view_w, b, bs, params, env, bool(need_backward))
     return Prepared(ctx, check, inp, wgt, viewed, stopped)
+
+
+def _env_and_specs(env: Environment | None, input: Any,
+                   weight: Any) -> tuple[Environment, TensorSpec, TensorSpec]:
+    """The environment (the running torch's by default) and the input and weight specs, each
+    checked."""
+    env = Environment.from_torch() if env is None else env
+    if not isinstance(env, Environment):
+        raise TypeError(f"env must be a symconv.Environment, got {type(env).__name__}")
+    inp = as_spec(input, "input")
+    wgt = as_spec(weight, "weight")
+    if inp is None or wgt is None:
+        raise TypeError("input and weight must be tensors or TensorSpecs, not None")
+    return env, inp, wgt
 
 
 @dataclasses.dataclass
@@ -425,17 +433,18 @@ def _prune(p: Prepared, found: list) -> list:
     """Drop cases whose condition is unsatisfiable for non-negative sizes (Z3, bounded time;
     a case the solver cannot decide is kept)."""
     import numpy as np
-    from . import solver
     if any(isinstance(c.condition, np.ndarray) for c in found):
         return found
-    facts = size_facts(p)
-    kept = []
-    for c in found:
-        if D.is_symbolic(c.condition) and solver.check(c.condition, *facts,
-                                                          timeout_ms=2000).unsat:
-            continue
-        kept.append(c)
-    return kept
+    return drop_unsat(found, size_facts(p))
+
+
+def drop_unsat(found: list[Case], facts: list) -> list[Case]:
+    """The cases whose condition the solver does not refute under ``facts`` (2 s each; an
+    undecided one is kept)."""
+    from . import solver
+    return [c for c in found
+            if not (D.is_symbolic(c.condition)
+                    and solver.check(c.condition, *facts, timeout_ms=2000).unsat)]
 
 
 def _symbolic_selection(p: Prepared) -> SymbolicSelection:
@@ -462,13 +471,7 @@ def determine_backend_memory_format_api(input: Any, weight: Any,
     ``backend`` is a :class:`ConvBackend` (its int value or name are accepted too). Concrete
     sizes give a ``torch.memory_format``; symbolic ones an ``MF_*`` code expression (``Any``,
     as for :func:`select_conv_backend`)."""
-    env = Environment.from_torch() if env is None else env
-    if not isinstance(env, Environment):
-        raise TypeError(f"env must be a symconv.Environment, got {type(env).__name__}")
-    inp = as_spec(input, "input")
-    wgt = as_spec(weight, "weight")
-    if inp is None or wgt is None:
-        raise TypeError("input and weight must be tensors or TensorSpecs, not None")
+    env, inp, wgt = _env_and_specs(env, input, weight)
     if isinstance(backend, str):
         backend = ConvBackend.parse(backend)
     elif isinstance(backend, bool) or not isinstance(backend, int):

@@ -501,15 +501,7 @@ def _nonneg_facts(run: _Run) -> list:
 
 
 def _prune(run: _Run, found: list[Case]) -> list[Case]:
-    from . import solver
-    facts = _nonneg_facts(run)
-    kept = []
-    for c in found:
-        if D.is_symbolic(c.condition) and solver.check(c.condition, *facts,
-                                                          timeout_ms=2000).unsat:
-            continue
-        kept.append(c)
-    return kept
+    return _api.drop_unsat(found, _nonneg_facts(run))
 
 
 def _stopped_output(run: _Run) -> SymbolicOutput:
