@@ -19,7 +19,8 @@ from .env import Environment
 from .errors import Check, Checker, ConvError, ConvValueError, StopSymbolic
 from .kernels import kernel_checks
 from .params import ConvParams, expand_param_if_needed
-from .rules import Ctx, ErrorOutcome, cases, determine_backend_memory_format, evaluate
+from .rules import (Ctx, ErrorOutcome, Rule, cases, determine_backend_memory_format,
+                    evaluate)
 from .shapes import calc_output_size, check_shape_forward
 from .spec import TensorSpec, as_spec, memory_format_from_code
 
@@ -447,19 +448,24 @@ def drop_unsat(found: list[Case], facts: list) -> list[Case]:
                     and solver.check(c.condition, *facts, timeout_ms=2000).unsat)]
 
 
+def _rule_cases(p: Prepared, valid: Any) -> Iterator[tuple[Any, Rule, Any]]:
+    """The selection rules in order, each with the condition under which it fires where
+    ``valid`` holds (not those that never do), and its outcome: a ConvBackend, or the error
+    torch raises there."""
+    for cond, rule in cases(p.ctx):
+        c = D.and_(valid, cond)
+        if D.truth(c) is False:
+            continue
+        outcome = rule.outcome
+        yield c, rule, outcome.exception(p.ctx) if isinstance(outcome, ErrorOutcome) else outcome
+
+
 def _symbolic_selection(p: Prepared) -> SymbolicSelection:
     checks = p.checker.checks
     out = _check_cases(checks)
     if not p.stopped:
         valid = D.and_(*[c.cond for c in checks])
-        for cond, rule in cases(p.ctx):
-            c = D.and_(valid, cond)
-            if D.truth(c) is False:
-                continue
-            outcome = rule.outcome
-            if isinstance(outcome, ErrorOutcome):
-                outcome = outcome.exception(p.ctx)
-            out.append(Case(c, outcome, rule.name))
+        out += [Case(c, outcome, rule.name) for c, rule, outcome in _rule_cases(p, valid)]
     return SymbolicSelection(checks, _prune(p, out), p.ctx.env)
 
 
@@ -534,13 +540,9 @@ def _symbolic_shape(p: Prepared) -> SymbolicShape:
         if p.viewed_1d:
             sizes = sizes[:2] + sizes[3:]
         shape = tuple(sizes)
-        for cond, rule in cases(p.ctx):
-            c = D.and_(valid_all, cond)
-            if D.truth(c) is False:
-                continue
-            outcome = rule.outcome
-            if isinstance(outcome, ErrorOutcome):
-                out.append(Case(c, outcome.exception(p.ctx), rule.name))
+        for c, rule, outcome in _rule_cases(p, valid_all):
+            if isinstance(outcome, BaseException):
+                out.append(Case(c, outcome, rule.name))
                 continue
             kc = Checker()
             stopped = False
