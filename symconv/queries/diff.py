@@ -217,6 +217,15 @@ class DiffRegion:
     coverage: float | None = None
     hits: int = 0
     unknown: bool = False
+    # the regions merged into this one, each with its own facts and formula (none: unmerged)
+    merged: list = dataclasses.field(default_factory=list, repr=False, compare=False)
+    # a model of the formula (symbol name -> int), found when the region was proved
+    model: dict | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def parts(self) -> list:
+        """The regions this one was merged from (itself if it was not merged)."""
+        return self.merged or [self]
 
     def facts_text(self) -> str:
         out = []
@@ -622,6 +631,11 @@ class _Plan:
     bounded_padding: bool = False
     describe_cache: dict = dataclasses.field(default_factory=dict)
     names_cache: dict = dataclasses.field(default_factory=dict)
+    # memos of the readable conditions, shared by every region of the diff
+    fold_memo: dict = dataclasses.field(default_factory=dict)
+    nnf_memo: dict = dataclasses.field(default_factory=dict)
+    text_memo: dict = dataclasses.field(default_factory=dict)
+    simplifiers: dict = dataclasses.field(default_factory=dict)
 
     def domain(self, st: Structure):
         """The calls compared. When one side has the padding bound and the other has not,
@@ -723,7 +737,7 @@ def _flags(space: Space, dims: int, assign: dict) -> dict:
 def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
          dims: int | Sequence[int] | None = None, where: str | Sequence[str] | Where | None = None,
          validate: bool = True, box: dict | None = None, box_samples: int = 2048,
-         seed: int = 0, simplify_budget_s: float = 2.0, minimize: bool = False,
+         seed: int = 0, minimize: bool = False,
          progress=None) -> DiffResult:
     """Every region of calls where ``env_a`` and ``env_b`` answer differently: the selected
     backend, its memory format, the output shape, or the error.
@@ -749,7 +763,6 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     plan, notes = _plan(ea, eb, dims, w)
     boxd = dict(DEFAULT_BOX)
     boxd.update(box or {})
-    deadline = time.monotonic() + simplify_budget_s
     regions: list[DiffRegion] = []
     unknown: list[str] = []
     proof: list[str] = []
@@ -810,12 +823,12 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
         progress(f"describing {len(regions)} region(s), witnesses and coverage")
     # readable conditions, witnesses
     for r in regions:
-        _describe(plan, r, sa, deadline)
+        _describe(plan, r, sa)
     _coverage(plan, regions, structures, boxd, box_samples, seed)
     regions = _merge(plan, sa, regions)
     for r in regions:
         if not r.unknown:
-            first = getattr(r, "parts", [r])[0]
+            first = r.parts[0]
             _witness(plan, r, first, sa, solvers[r.structure.key], validate, minimize)
     t_describe = time.perf_counter() - t0 - t_explore
     timing = {"explore_compare": t_explore, "describe_coverage_witness": t_describe}
@@ -915,7 +928,7 @@ def _compare(plan: _Plan, st: Structure, s: z3.Solver, assign: dict, ca: list, c
     # one query asks whether any of the remaining pairs can hold; its model shows which do
     # (each of those is a region, the model its proof), and they leave the query. Most leaves
     # end at the first query (unsat: none of the pairs can hold, a proof).
-    sat_by = {}
+    sat_by: dict = {}
     rest = list(range(len(cands)))
     while rest:
         g_any = cands[rest[0]][0] if len(rest) == 1 else z3.Or(*[cands[i][0] for i in rest])
@@ -927,25 +940,29 @@ def _compare(plan: _Plan, st: Structure, s: z3.Solver, assign: dict, ca: list, c
             for i in rest:
                 if len(rest) > 1:
                     pairs += 1
-                    sat_by[i] = _check(s, st, cands[i][0])[:2]
+                    sat_by[i] = _check(s, st, cands[i][0])
                 else:
-                    sat_by[i] = (v, why)
+                    sat_by[i] = (v, why, m)
             break
         hit = [i for i in rest if z3.is_true(m.eval(cands[i][0], model_completion=True))]
         if not hit:  # pragma: no cover - the model satisfies the disjunction
             raise AssertionError("diff: a model of the disjunction satisfies no pair")
         for i in hit:
-            sat_by[i] = ("sat", "")
+            sat_by[i] = ("sat", "", m)
         rest = [i for i in rest if i not in hit]
     for i, (g, la_, lb_, kind) in enumerate(cands):
         if i not in sat_by or sat_by[i][0] == "unsat":
             continue
-        v, why = sat_by[i]
+        v, why, m = sat_by[i]
         facts = {"dims": st.dims, "transposed": st.transposed}
         facts.update(assign)
         r = DiffRegion(facts, outcome_text(la_), outcome_text(lb_), [], kind, st, dict(assign),
                        g, unknown=(v != "sat"))
-        if v != "sat":
+        if v == "sat":
+            # the model that proved the region: where its witness search starts
+            r.model = {n: m.eval(x, model_completion=True).as_long()
+                       for n, x in st.symbols.items()}
+        else:
             unknown.append(f"{r.facts_text()}: {r.a} -> {r.b}: {why}")
         out.append(r)
     return out, pairs
@@ -1110,7 +1127,7 @@ def _mentions(e, x) -> bool:
     return False
 
 
-def _describe(plan: _Plan, r: DiffRegion, sa: Space, deadline: float) -> None:
+def _describe(plan: _Plan, r: DiffRegion, sa: Space) -> None:
     """The region's readable conditions. Leaves share formulas (the same rule terms under
     different flags), so the text is memoised on the structure, the kind, the formula and the
     tensor facts that the named sub-predicates read."""
@@ -1123,16 +1140,15 @@ def _describe(plan: _Plan, r: DiffRegion, sa: Space, deadline: float) -> None:
     if hit is not None:
         r.conditions = list(hit[1])
         return
-    _describe_uncached(plan, r, sa, deadline, tkey)
+    _describe_uncached(plan, r, sa, tkey)
     cache[key] = (r.formula, list(r.conditions))
 
 
-def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, deadline: float,
-                       tkey: tuple) -> None:
+def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, tkey: tuple) -> None:
     st = r.structure
     prefix = []
-    ctx = [st.symbols[n] >= 0 for n in st.sizes] + [plan.where.formula(st), plan.domain(st)]
     f = r.formula
+    valid = False
     if r.kind != "error":
         # both sides answer with a backend: the call passes both sides' shape checks; say so
         # once instead of listing every check (they are the very same z3 terms)
@@ -1143,21 +1159,41 @@ def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, deadline: float,
         kept = [c for c in flat if c.get_id() not in ids]
         if len(kept) < len(flat):
             prefix = ["valid call"]
-            ctx.append(_and(*checks))
+            valid = True
             f = _and(*kept)
     try:
         nkey = (st.key, tkey)
         names = plan.names_cache.get(nkey)
         if names is None:
-            names = plan.names_cache[nkey] = pretty.named_terms(sa.leaf_ctx(st, r.assign))
-        e = pretty.abstract(f, names)
+            names = plan.names_cache[nkey] = _name_pairs(pretty.named_terms(
+                sa.leaf_ctx(st, r.assign)))
+        e = pretty.fold(z3.substitute(f, *names) if names else f, plan.fold_memo)
     except Exception:  # noqa: BLE001 - naming is cosmetic; the raw formula is exact
         e = f
-    conj = solve.nnf_conjuncts(e)
-    left = deadline - time.monotonic()
-    if left > 0:
-        conj = solve.simplify_conjuncts(conj, ctx, budget_s=min(0.5, left))
-    r.conditions = prefix + solve.named_atoms(conj, SPATIAL[st.dims])
+    conj = solve.nnf_conjuncts(e, plan.nnf_memo)
+    skey = (st.key, valid)
+    simp = plan.simplifiers.get(skey)
+    if simp is None:
+        ctx = [st.symbols[n] >= 0 for n in st.sizes] + [plan.where.formula(st), plan.domain(st)]
+        if valid:
+            ctx.append(_and(*[c for _, c in plan.A.checks(st)],
+                            *[c for _, c in plan.B.checks(st)]))
+        simp = plan.simplifiers[skey] = solve.Simplifier(ctx)
+    conj = simp.simplify(conj)
+    r.conditions = prefix + solve.named_atoms(conj, SPATIAL[st.dims], plan.text_memo)
+
+
+def _name_pairs(names: list) -> list:
+    """``pretty.abstract``'s substitution pairs: each named sub-term by an atom of its name."""
+    pairs = []
+    seen = set()
+    for name, t in names:
+        if t.get_id() in seen:
+            continue
+        seen.add(t.get_id())
+        atom = z3.Bool(name) if t.sort() == z3.BoolSort() else z3.Int(name)
+        pairs.append((t, atom))
+    return pairs
 
 
 def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solver,
@@ -1167,18 +1203,26 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solv
     s.push()
     try:
         s.add(part.formula)
-        # prefer calls whose tensors torch can build (the replay limit), if Z3 finds one soon
-        s.push()
-        s.add(D.to_z3(D.prod(st.input_shape)) <= MAX_REPLAY,
-              D.to_z3(D.prod(st.weight_shape)) <= MAX_REPLAY)
-        s.set("rlimit", solve.STEP_RLIMIT)
-        try:
-            small = s.check()
-        finally:
-            s.set("rlimit", 0)
-        if small == z3.sat:
-            values = solve.minimise(s, st.symbols, shrink=minimize)
-        s.pop()
+        if part.model is not None:
+            # the model that proved the region is where the search starts (no search for a
+            # first model)
+            values = solve.minimise(s, st.symbols, shrink=minimize, start=part.model)
+        if values is None or not _buildable(st, values):
+            # prefer calls whose tensors torch can build (the replay limit), if Z3 finds one soon
+            s.push()
+            s.add(D.to_z3(D.prod(st.input_shape)) <= MAX_REPLAY,
+                  D.to_z3(D.prod(st.weight_shape)) <= MAX_REPLAY)
+            s.set("rlimit", solve.STEP_RLIMIT)
+            try:
+                small = s.check()
+            finally:
+                s.set("rlimit", 0)
+            if small == z3.sat:
+                m = s.model()
+                values = solve.minimise(s, st.symbols, shrink=minimize, start={
+                    n: m.eval(x, model_completion=True).as_long()
+                    for n, x in st.symbols.items()})
+            s.pop()
         if values is None:
             values = solve.minimise(s, st.symbols, shrink=minimize)
     finally:
@@ -1210,6 +1254,13 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solv
 
 
 MAX_REPLAY = 2**26
+
+
+def _buildable(st: Structure, values: dict) -> bool:
+    """Whether torch can build both tensors of the call here (at most ``MAX_REPLAY``
+    elements each)."""
+    return max(_numel(values[str(x)] for x in st.input_shape),
+               _numel(values[str(x)] for x in st.weight_shape)) <= MAX_REPLAY
 
 
 def _torch_check(side: str, env: Environment, flags: dict, st: Structure, values: dict,
@@ -1285,7 +1336,7 @@ def _merge(plan: _Plan, sa: Space, regions: list) -> list:
                                z3.Or(r.formula, q.formula), r.witness or q.witness,
                                None if r.coverage is None else r.coverage + (q.coverage or 0),
                                r.hits + q.hits, r.unknown or q.unknown)
-                m.parts = getattr(r, "parts", [r]) + getattr(q, "parts", [q])
+                m.merged = r.parts + q.parts
                 regions = regions[:i] + [m] + regions[i + 1:j] + regions[j + 1:]
                 changed = True
                 break
@@ -1410,7 +1461,7 @@ def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
     structures = [st for st in sa.structures() if plan.where.applies_to(st)]
     by_struct: dict = {}
     for r in res.regions:
-        for part in getattr(r, "parts", [r]):
+        for part in r.parts:
             by_struct.setdefault(r.structure.key, []).append((r, part))
     uncovered, false_regions = [], []
     differing = 0

@@ -74,9 +74,12 @@ ORDER = ("G", "dil", "stride", "pad", "opad", "N", "C", "Cout", "Cg", "k", "L", 
 STEP_RLIMIT = 5_000_000  # Z3 resource units per search step (deterministic, unlike time)
 
 
+_BOUNDS = (8, 64, 1024, 2**20)
+
+
 def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
              budget_s: float = 60.0, step_rlimit: int = STEP_RLIMIT,
-             shrink: bool = True) -> dict | None:
+             shrink: bool = True, start: dict | None = None) -> dict | None:
     """A model of the solver's assertions with values close to ``targets`` (default: the
     preferred values: strides, dilations and groups 1, paddings 0, sizes 1).
 
@@ -87,30 +90,49 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
     limit, not by time, so the answer does not depend on the machine's load (``budget_s`` is
     only a safety net). ``shrink=False`` stops after pinning (no binary search on the
     symbols that could not be pinned): a valid model at a fraction of the cost.
+
+    ``start`` (symbol name -> int), a known model of the assertions, replaces the first search
+    for a small model: the search stays within the smallest of the bounds (8, 64, 1024, 2**20)
+    that holds it, and where a step is undecided the answer is the best model so far (``start``
+    at worst), never ``None``.
     """
     deadline = time.monotonic() + budget_s
     names = sorted(symbols, key=_order_key)
     tgt = {n: (targets or {}).get(n, preferred_value(n)) for n in names}
     base = s.num_scopes()
-    model = None
+    cur: dict | None = None
+
+    def take(m) -> dict:
+        return {n: m.eval(symbols[n], model_completion=True).as_long() for n in names}
+
     s.set("rlimit", int(step_rlimit))
     try:
-        # bounded first: keeps models small and the later steps fast
-        for bound in (8, 64, 1024, 2**20):
-            s.push()
-            s.add(*[z3.And(symbols[n] >= -bound, symbols[n] <= bound) for n in names])
-            if s.check() == z3.sat:
-                model = s.model()
-                break
-            s.pop()
-        if model is None:
-            s.set("rlimit", 0)
-            if s.check() != z3.sat:
-                return None
-            model = s.model()
-            s.set("rlimit", int(step_rlimit))
+        if start is not None:
+            cur = {n: int(start[n]) for n in names}
+            for bound in _BOUNDS:
+                if all(abs(v) <= bound for v in cur.values()):
+                    s.push()
+                    s.add(*[z3.And(symbols[n] >= -bound, symbols[n] <= bound) for n in names])
+                    break
+        else:
+            # bounded first: keeps models small and the later steps fast
+            for bound in _BOUNDS:
+                s.push()
+                s.add(*[z3.And(symbols[n] >= -bound, symbols[n] <= bound) for n in names])
+                if s.check() == z3.sat:
+                    cur = take(s.model())
+                    break
+                s.pop()
+            if cur is None:
+                s.set("rlimit", 0)
+                if s.check() != z3.sat:
+                    return None
+                cur = take(s.model())
+                s.set("rlimit", int(step_rlimit))
         # pin as many symbols to their targets as possible: assume them all, and drop the
         # least important member of each unsat core
+        if all(cur[n] == tgt[n] for n in names):
+            return cur
         lits = {n: z3.Bool(f"__pin_{n}") for n in names}
         s.push()
         s.add(*[z3.Implies(lits[n], symbols[n] == tgt[n]) for n in names])
@@ -119,7 +141,7 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
         while active and time.monotonic() < deadline:
             r = s.check(*[lits[n] for n in active])
             if r == z3.sat:
-                model = s.model()
+                cur = take(s.model())
                 pinned = list(active)
                 break
             if r != z3.sat and r != z3.unsat:
@@ -130,6 +152,9 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
                 break
             active.remove(drop[-1])  # the last in ORDER: sizes give way before parameters
         s.pop()
+        if not pinned and start is not None:
+            # undecided: keep the symbols of the current model that are at their targets
+            pinned = [n for n in names if cur[n] == tgt[n]]
         for n in pinned:
             s.push()
             s.add(symbols[n] == tgt[n])
@@ -138,30 +163,33 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
         for n in names:
             if n in pinned or tgt[n] < 1 or time.monotonic() > deadline:
                 continue
+            if start is not None and cur[n] >= 1:  # the current model is one
+                s.push()
+                s.add(symbols[n] >= 1)
+                continue
             s.push()
             s.add(symbols[n] >= 1)
             if s.check() == z3.sat:
-                model = s.model()
+                cur = take(s.model())
             else:
                 s.pop()
         for n in (names if shrink else ()):
             x = symbols[n]
-            cur = model.eval(x, model_completion=True).as_long()
-            lo, hi = 0, abs(cur - tgt[n])
+            lo, hi = 0, abs(cur[n] - tgt[n])
             while lo < hi and time.monotonic() < deadline:
                 mid = (lo + hi) // 2
                 s.push()
                 s.add(x - tgt[n] <= mid, tgt[n] - x <= mid)
                 if s.check() == z3.sat:
-                    model = s.model()
-                    hi = abs(model.eval(x, model_completion=True).as_long() - tgt[n])
+                    cur = take(s.model())
+                    hi = abs(cur[n] - tgt[n])
                     s.pop()
                 else:
                     s.pop()
                     lo = mid + 1
             s.push()
-            s.add(x == model.eval(x, model_completion=True))
-        return {n: model.eval(symbols[n], model_completion=True).as_long() for n in names}
+            s.add(x == cur[n])
+        return cur
     finally:
         s.set("rlimit", 0)
         while s.num_scopes() > base:
@@ -179,22 +207,32 @@ _MK = {z3.Z3_OP_LE: lambda a, b: a <= b, z3.Z3_OP_LT: lambda a, b: a < b,
        z3.Z3_OP_EQ: lambda a, b: a == b, z3.Z3_OP_DISTINCT: lambda a, b: a != b}
 
 
-def nnf(e: Any, neg: bool = False) -> Any:
-    """Negation normal form (comparisons absorb negations)."""
+def nnf(e: Any, neg: bool = False, memo: dict | None = None) -> Any:
+    """Negation normal form (comparisons absorb negations). ``memo`` (a dict the caller keeps)
+    shares the work between formulas with common sub-terms."""
+    if memo is not None:
+        hit = memo.get((e.get_id(), neg))
+        if hit is not None:  # the term is kept alive in the memo, so its id is not reused
+            return hit[1]
+    out = _nnf(e, neg, memo)
+    if memo is not None:
+        memo[(e.get_id(), neg)] = (e, out)
+    return out
+
+
+def _nnf(e: Any, neg: bool, memo: dict | None) -> Any:
     if z3.is_true(e) or z3.is_false(e):
         return z3.BoolVal(z3.is_false(e) if neg else z3.is_true(e))
     k = e.decl().kind() if z3.is_app(e) else None
     if k == z3.Z3_OP_NOT:
-        return nnf(e.arg(0), not neg)
+        return nnf(e.arg(0), not neg, memo)
     if k in (z3.Z3_OP_AND, z3.Z3_OP_OR):
-        args = [nnf(a, neg) for a in e.children()]
+        args = [nnf(a, neg, memo) for a in e.children()]
         is_and = (k == z3.Z3_OP_AND) != neg
         return z3.And(*args) if is_and else z3.Or(*args)
     if k in _NEG and e.num_args() == 2 and e.arg(0).sort() == z3.IntSort():
         op = _NEG[k] if neg else k
         return _MK[op](e.arg(0), e.arg(1))
-    if k == z3.Z3_OP_EQ and e.arg(0).sort() == z3.BoolSort():
-        return z3.Not(e) if neg else e
     return z3.Not(e) if neg else e
 
 
@@ -207,10 +245,10 @@ def _flatten(e: Any, op: int) -> list:
     return [e]
 
 
-def nnf_conjuncts(e: Any) -> list:
+def nnf_conjuncts(e: Any, memo: dict | None = None) -> list:
     out = []
     seen = set()
-    for c in _flatten(nnf(e), z3.Z3_OP_AND):
+    for c in _flatten(nnf(e, False, memo), z3.Z3_OP_AND):
         if z3.is_true(c):
             continue
         if z3.is_app(c) and c.decl().kind() == z3.Z3_OP_OR:
@@ -253,6 +291,56 @@ def simplify_conjuncts(conjuncts: list, context: Sequence[Any], *, timeout_ms: i
                 cur[i] = z3.Or(*keep)
         i += 1
     return cur
+
+
+SIMPLIFY_RLIMIT = 200_000  # Z3 resource units per simplification check (deterministic)
+
+
+class Simplifier:
+    """:func:`simplify_conjuncts` whose answer does not depend on the machine or its load: each
+    check is bounded by Z3's resource limit (not by time, and with no overall time budget), one
+    incremental solver holds the context, and checks are memoised (formulas that share
+    conjuncts share their checks). As there, only checks that answer "unsat" remove anything,
+    so the result is equivalent to the input under the context."""
+
+    def __init__(self, context: Sequence[Any], rlimit: int = SIMPLIFY_RLIMIT) -> None:
+        self.s = new_solver()
+        self.s.add(*context)
+        self.rlimit = rlimit
+        self._memo: dict = {}
+
+    def _unsat(self, terms: list) -> bool:
+        key = tuple(sorted(t.get_id() for t in terms))
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit[1]
+        self.s.set("rlimit", self.rlimit)
+        try:
+            out = self.s.check(*terms) == z3.unsat
+        finally:
+            self.s.set("rlimit", 0)
+        self._memo[key] = (terms, out)  # the terms are kept alive, so their ids are not reused
+        return out
+
+    def simplify(self, conjuncts: list) -> list:
+        cur = list(conjuncts)
+        i = 0
+        while i < len(cur):
+            others = cur[:i] + cur[i + 1:]
+            if self._unsat(others + [z3.Not(cur[i])]):
+                cur.pop(i)
+                continue
+            c = cur[i]
+            if z3.is_app(c) and c.decl().kind() == z3.Z3_OP_OR:
+                ds = _flatten(c, z3.Z3_OP_OR)
+                keep = [d for d in ds if not self._unsat(others + [d])]
+                if keep and len(keep) < len(ds):
+                    if len(keep) == 1:
+                        cur[i:i + 1] = nnf_conjuncts(keep[0])
+                        continue
+                    cur[i] = z3.Or(*keep)
+            i += 1
+        return cur
 
 
 _OPS = {z3.Z3_OP_LE: "<=", z3.Z3_OP_LT: "<", z3.Z3_OP_GE: ">=", z3.Z3_OP_GT: ">",
@@ -304,19 +392,31 @@ def _int_text(e: Any, prec: int = 0) -> str:
     return str(e)
 
 
-def text(e: Any) -> str:
-    """A boolean Z3 formula in user terms: ``N >= 16 and kH <= 16``."""
+def text(e: Any, memo: dict | None = None) -> str:
+    """A boolean Z3 formula in user terms: ``N >= 16 and kH <= 16``. ``memo`` (a dict the
+    caller keeps) shares the work between formulas with common sub-terms."""
+    if memo is None:
+        return _text(e, None)
+    hit = memo.get(e.get_id())
+    if hit is not None:  # the term is kept alive in the memo, so its id is not reused
+        return hit[1]
+    out = _text(e, memo)
+    memo[e.get_id()] = (e, out)
+    return out
+
+
+def _text(e: Any, memo: dict | None) -> str:
     if z3.is_true(e):
         return "true"
     if z3.is_false(e):
         return "false"
     k = e.decl().kind() if z3.is_app(e) else None
     if k == z3.Z3_OP_AND:
-        return " and ".join(_wrap(a) for a in e.children())
+        return " and ".join(_wrap(a, False, memo) for a in e.children())
     if k == z3.Z3_OP_OR:
-        return " or ".join(_wrap(a, in_or=True) for a in e.children())
+        return " or ".join(_wrap(a, True, memo) for a in e.children())
     if k == z3.Z3_OP_NOT:
-        return "not " + _wrap(e.arg(0))
+        return "not " + _wrap(e.arg(0), False, memo)
     if k in _OPS and e.num_args() == 2 and e.arg(0).sort() == z3.IntSort():
         a, b = e.arg(0), e.arg(1)
         op = _OPS[k]
@@ -331,22 +431,23 @@ def text(e: Any) -> str:
             return f"{_int_text(a)} {op} {v}"
         return f"{_int_text(a)} {op} {_int_text(b)}"
     if k == z3.Z3_OP_ITE:
-        return f"({text(e.arg(1))} if {text(e.arg(0))} else {text(e.arg(2))})"
+        return f"({text(e.arg(1), memo)} if {text(e.arg(0), memo)} else {text(e.arg(2), memo)})"
     return str(e)
 
 
-def _wrap(e: Any, in_or: bool = False) -> str:
-    t = text(e)
+def _wrap(e: Any, in_or: bool = False, memo: dict | None = None) -> str:
+    t = text(e, memo)
     k = e.decl().kind() if z3.is_app(e) else None
     if k == z3.Z3_OP_OR or (k == z3.Z3_OP_AND and in_or):
         return f"({t})"
     return t
 
 
-def named_atoms(conjuncts: list, spatial: Sequence[str]) -> list[str]:
+def named_atoms(conjuncts: list, spatial: Sequence[str], memo: dict | None = None
+                ) -> list[str]:
     """Texts of the conjuncts, with ``dilH == 1 and dilW == 1`` written ``not dilated`` (and
-    likewise strided, padded)."""
-    texts = [_wrap(c, in_or=True) for c in conjuncts]
+    likewise strided, padded); ``memo`` as for :func:`text`."""
+    texts = [_wrap(c, True, memo) for c in conjuncts]
     names = {"dil": ("1", "not dilated"), "stride": ("1", "not strided"),
              "pad": ("0", "not padded"), "opad": ("0", "no output padding")}
     out = list(texts)
