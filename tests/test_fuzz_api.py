@@ -153,8 +153,6 @@ def _api_call(c):
     args = [_symbolic_free(a) for a in _conv_args(c)]
     env = c.pick(ENVS)
     env = symconv.preset(env) if env in ("cpu", "cuda-h100") else env
-    if _known_seed_defect(env, args[8]):
-        args[8] = 1
     which = c.num(0, 2)
     if which == 0:
         return symconv.select_conv_backend, args, {"env": env}
@@ -248,8 +246,6 @@ def _constructor_call(c):
         import dataclasses
         field = c.pick([f.name for f in dataclasses.fields(symconv.Environment)])
         value = c.pick(SCALARS + ["2.13.0", "x", (9, 0), (9,), None])
-        if _known_env_defect(field, value):
-            value = None
         return _replace_env, [field, value], {}
     return symconv.ConvBackend.parse, [c.pick(BACKENDS)], {}
 
@@ -259,38 +255,18 @@ def _replace_env(field, value):
     return dataclasses.replace(symconv.preset("cpu"), **{field: value})
 
 
-def _known_env_defect(field, value) -> bool:
-    """Defects of symconv/env.py (another helper's file) that the fuzz found; reported with
-    the reproducers in test_known_env_defects, kept out of the fuzz until they are fixed."""
-    if field == "cuda_capability":
-        return value is not None and not isinstance(value, tuple)
-    if field == "torch_version":
-        return not isinstance(value, (str, type(None), int, float, bool, bytes))
-    if field == "cudnn_depthwise_kernel":
-        return isinstance(value, z3.ExprRef)
-    return False
-
-
-@pytest.mark.xfail(reason="symconv/env.py does not check these field types (reported)",
-                   strict=False)
+# Defects the fuzz found (fixed; kept as regression cases): Environment fields of the wrong
+# type reached deep code (cuda_capability=9 was "'int' object is not iterable"), and under the
+# seed's (torch 2.4) version gate groups=0 divided by zero.
 @pytest.mark.parametrize("field,value", [("cuda_capability", 9), ("torch_version", {}),
                                          ("cudnn_depthwise_kernel", z3.Bool("b"))])
-def test_known_env_defects(field, value):
+def test_env_field_types_regression(field, value):
     call_contract(_replace_env, field, value)
+    with pytest.raises(TypeError, match=rf"Environment\.{field}"):
+        _replace_env(field, value)
 
 
-def _known_seed_defect(env, groups) -> bool:
-    """symconv/shapes.py (another helper's file) divides by groups before checking it under
-    the seed's (torch 2.4) version gate: groups=0 is a ZeroDivisionError (found by the slow
-    run; reported; see test_known_seed_groups_zero_defect)."""
-    return isinstance(env, symconv.Environment) and env.torch_version.startswith("2.4") and \
-        ((type(groups) is int and groups == 0) or groups is False or
-         (type(groups) is list and groups[:1] == [0] and type(groups[0]) is int))
-
-
-@pytest.mark.xfail(reason="symconv/shapes.py: weight.size(0) % groups before the groups "
-                          "check under the seed's version gate (reported)", strict=False)
-def test_known_seed_groups_zero_defect():
+def test_seed_groups_zero_regression():
     T = symconv.TensorSpec
     call_contract(symconv.select_conv_backend, T((1, 3, 8, 8)), T((1, 3, 8, 8)), None, 1, 0, 0,
                   True, 0, 0, env=symconv.preset("seed"))

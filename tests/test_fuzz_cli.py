@@ -404,9 +404,8 @@ def test_fuzz(command):
     assert checked >= fz.DEFAULT_EXAMPLES + len(cases)
 
 
-@pytest.mark.xfail(reason="symconv/shapes.py divides by groups=0 under the seed's version gate "
-                          "(found by the slow API fuzz; reported)", strict=False)
-def test_known_seed_groups_zero_defect():
+def test_seed_groups_zero_regression():
+    """Found by the slow API fuzz: the seed's groups=0 divided by zero (exit 3); fixed."""
     check_contract(["select", "--input", "1,3,8,8", "--weight", "1,3,8,8", "--groups", "0",
                     "--env", "seed"])
 
