@@ -643,36 +643,34 @@ def _fw_depthwise3d(pl, inp, w, b):
                                 pl.dilation)
 
 
-def _fw_cudnn(pl, inp, w, b):
+def _cudnn_forward(pl, inp, w, b, run, max_worksize: int):
+    """The cuDNN arms of the switch: the input in the plan's memory format, the batch split
+    for 32-bit indexing where the plan says so (``max_worksize`` elements of output per piece),
+    the bias added afterwards."""
     inp = inp.contiguous(memory_format=pl.memory_format)
+    if pl.split_batch:
+        out = _split_batch_32bit(run, inp, _numel(pl.output_size), max_worksize)
+    else:
+        out = run(inp)
+    if b is not None:
+        out.add_(_reshape_bias(inp.dim(), b))
+    return out
 
+
+def _fw_cudnn(pl, inp, w, b):
     def run(x):
         return torch.cudnn_convolution(x, w, pl.padding, pl.stride, pl.dilation, pl.groups,
                                        pl.env.cudnn_benchmark, pl.env.deterministic,
                                        pl.env.cudnn_allow_tf32)
-    if pl.split_batch:
-        out = _split_batch_32bit(run, inp, _numel(pl.output_size), 1024 * 1024 * 256)
-    else:
-        out = run(inp)
-    if b is not None:
-        out.add_(_reshape_bias(inp.dim(), b))
-    return out
+    return _cudnn_forward(pl, inp, w, b, run, 1024 * 1024 * 256)
 
 
 def _fw_cudnn_transpose(pl, inp, w, b):
-    inp = inp.contiguous(memory_format=pl.memory_format)
-
     def run(x):
         return torch.cudnn_convolution_transpose(
             x, w, pl.padding, pl.output_padding, pl.stride, pl.dilation, pl.groups,
             pl.env.cudnn_benchmark, pl.env.deterministic, pl.env.cudnn_allow_tf32)
-    if pl.split_batch:
-        out = _split_batch_32bit(run, inp, _numel(pl.output_size), 1024 * 1024 * 128)
-    else:
-        out = run(inp)
-    if b is not None:
-        out.add_(_reshape_bias(inp.dim(), b))
-    return out
+    return _cudnn_forward(pl, inp, w, b, run, 1024 * 1024 * 128)
 
 
 def _numel(sizes) -> int:
