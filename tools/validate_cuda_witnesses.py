@@ -9,7 +9,9 @@ Two steps:
 
        python tools/validate_cuda_witnesses.py make --out tools/cuda_witnesses_in.json
 
-2. On the GPU machine (needs only torch; symconv is not imported)::
+2. On the GPU machine (imports symconv from the checkout it sits in, for the flag setting and
+   tensor building that ``symconv.queries.witness`` uses for its own replays; needs torch,
+   numpy, sympy and z3-solver)::
 
        python3 tools/validate_cuda_witnesses.py replay tools/cuda_witnesses_in.json \\
            --out $OUT/cuda_witnesses.json
@@ -26,9 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from symconv.queries.witness import build_tensor, torch_flags
 
 BACKEND_NAMES = [
     "CudaDepthwise2d", "CudaDepthwise3d", "Cudnn", "CudnnTranspose", "Empty", "Miopen",
@@ -91,75 +98,7 @@ def make_witnesses(preset: str = PRESET) -> dict:
 
 
 # --------------------------------------------------------------------------------------
-# replay (torch only)
-
-
-def _flags_ctx(torch, flags: dict):
-    import contextlib
-
-    @contextlib.contextmanager
-    def ctx():
-        C = torch._C
-        saved = []
-        try:
-            for k, v in flags.items():
-                if k == "mkldnn_enabled":
-                    saved.append((C._set_mkldnn_enabled, C._get_mkldnn_enabled()))
-                    C._set_mkldnn_enabled(bool(v))
-                elif k == "nnpack_enabled":
-                    saved.append((C._set_nnpack_enabled, C._get_nnpack_enabled()))
-                    C._set_nnpack_enabled(bool(v))
-                elif k == "cudnn_enabled":
-                    saved.append((C._set_cudnn_enabled, C._get_cudnn_enabled()))
-                    C._set_cudnn_enabled(bool(v))
-                elif k == "cudnn_deterministic":
-                    saved.append((C._set_cudnn_deterministic, C._get_cudnn_deterministic()))
-                    C._set_cudnn_deterministic(bool(v))
-                elif k == "cudnn_benchmark":
-                    saved.append((C._set_cudnn_benchmark, C._get_cudnn_benchmark()))
-                    C._set_cudnn_benchmark(bool(v))
-                elif k == "cudnn_allow_tf32":
-                    saved.append((C._set_cudnn_allow_tf32, C._get_cudnn_allow_tf32()))
-                    C._set_cudnn_allow_tf32(bool(v))
-                elif k == "deterministic_algorithms":
-                    old = (torch.are_deterministic_algorithms_enabled(),
-                           torch.is_deterministic_algorithms_warn_only_enabled())
-                    if old[0] != bool(v):
-                        saved.append((lambda o: C._set_deterministic_algorithms(
-                            o[0], warn_only=o[1]), old))
-                        C._set_deterministic_algorithms(bool(v), warn_only=True)
-                elif k == "num_threads":
-                    saved.append((torch.set_num_threads, torch.get_num_threads()))
-                    torch.set_num_threads(int(v))
-                elif k == "grad_enabled":
-                    saved.append((C._set_grad_enabled, torch.is_grad_enabled()))
-                    C._set_grad_enabled(bool(v))
-                elif k == "cudnn_depthwise_kernel":
-                    getter = getattr(C, "_get_cudnn_depthwise_kernel", None)
-                    if getter is not None:
-                        saved.append((C._set_cudnn_depthwise_kernel, str(getter())))
-                        C._set_cudnn_depthwise_kernel(str(v))
-            yield
-        finally:
-            for setter, old in reversed(saved):
-                setter(old)
-    return ctx()
-
-
-def _tensor(torch, t: dict):
-    dtype = getattr(torch, t["dtype"])
-    shape = tuple(t["shape"])
-    if t.get("layout", "strided") == "mkldnn":
-        x = torch.zeros(shape, dtype=dtype).to_mkldnn()
-    else:
-        mf = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last,
-              "channels_last_3d": torch.channels_last_3d}[t.get("memory_format", "contiguous")]
-        x = torch.empty(shape, dtype=dtype, device=t["device"], memory_format=mf)
-        if t["device"] != "meta" and x.numel() and not dtype.is_complex:
-            x.uniform_(-1, 1)
-    if t.get("requires_grad"):
-        x.requires_grad_(True)
-    return x
+# replay (torch; flags and tensors as symconv.queries.witness sets and builds them)
 
 
 def machine_facts(torch) -> dict:
@@ -195,11 +134,11 @@ def replay_file(data: dict) -> dict:
     for item in data["witnesses"]:
         c = item["call"]
         rec = {}
-        with _flags_ctx(torch, c["flags"]):
+        with torch_flags(c["flags"]):
             try:
-                x = _tensor(torch, c["input"])
-                w = _tensor(torch, c["weight"])
-                b = _tensor(torch, c["bias"]) if c.get("bias") else None
+                x = build_tensor(c["input"], fill=True)
+                w = build_tensor(c["weight"], fill=True)
+                b = build_tensor(c["bias"], fill=True) if c.get("bias") else None
                 args = (x, w, b, c["stride"], c["padding"], c["dilation"], c["transposed"],
                         c["output_padding"], c["groups"])
                 raw = torch._C._select_conv_backend(*args)

@@ -274,8 +274,9 @@ def torch_flags(flags: dict) -> Iterator[None]:
 MAX_REPLAY_ELEMENTS = 2**26
 
 
-def build_tensor(t: dict) -> torch.Tensor:
-    """A real tensor for a witness's JSON tensor description."""
+def build_tensor(t: dict, fill: bool = False) -> torch.Tensor:
+    """A real tensor for a witness's JSON tensor description; ``fill``: uniform values in
+    [-1, 1] (for running a kernel) where the tensor is strided, holds data and is not complex."""
     dtype = getattr(torch, t["dtype"])
     shape = tuple(t["shape"])
     if t.get("layout", "strided") == "mkldnn":
@@ -284,6 +285,8 @@ def build_tensor(t: dict) -> torch.Tensor:
         mf = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last,
               "channels_last_3d": torch.channels_last_3d}[t.get("memory_format", "contiguous")]
         x = torch.empty(shape, dtype=dtype, device=t["device"], memory_format=mf)
+        if fill and t["device"] != "meta" and x.numel() and not dtype.is_complex:
+            x.uniform_(-1, 1)
     if t.get("requires_grad"):
         x.requires_grad_(True)
     return x
