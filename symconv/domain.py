@@ -505,47 +505,38 @@ def and_(*xs: Any) -> Any:
     """Conjunction; ``True`` for no arguments. Decided operands fold away."""
     if all(type(x) is bool for x in xs):
         return all(xs)
-    rest = []
-    for x in xs:
-        t = truth(x)
-        if t is False:
-            return _false_like(xs)
-        if t is None:
-            rest.append(x)
-    if not rest:
-        return _true_like(xs)
-    if len(rest) == 1:
-        return rest[0]
-    k = kind(*rest)
-    if k == SYMPY:
-        # evaluate=False: SymPy's own normalisation of And/Or/Not is exponential on our formulas
-        return sympy.And(*rest, evaluate=False)
-    if k == Z3:
-        return z3.And(*rest)
-    return functools.reduce(np.logical_and, rest)
+    return _junction(xs, False, sympy.And, z3.And, np.logical_and)
 
 
 def or_(*xs: Any) -> Any:
     """Disjunction; ``False`` for no arguments. Decided operands fold away."""
     if all(type(x) is bool for x in xs):
         return any(xs)
+    return _junction(xs, True, sympy.Or, z3.Or, np.logical_or)
+
+
+def _junction(xs: tuple, absorbing: bool, sp_op: Any, z3_op: Any, np_op: Any) -> Any:
+    """``and_`` (absorbing ``False``) or ``or_`` (absorbing ``True``) of operands that are not
+    all Python bools: an operand decided to ``absorbing`` decides the result, other decided
+    operands drop out, and what is left is combined in its kind's connective."""
     rest = []
     for x in xs:
         t = truth(x)
-        if t is True:
-            return _true_like(xs)
+        if t is absorbing:
+            return _like_any(xs, absorbing)
         if t is None:
             rest.append(x)
     if not rest:
-        return _false_like(xs)
+        return _like_any(xs, not absorbing)
     if len(rest) == 1:
         return rest[0]
     k = kind(*rest)
     if k == SYMPY:
-        return sympy.Or(*rest, evaluate=False)
+        # evaluate=False: SymPy's own normalisation of And/Or/Not is exponential on our formulas
+        return sp_op(*rest, evaluate=False)
     if k == Z3:
-        return z3.Or(*rest)
-    return functools.reduce(np.logical_or, rest)
+        return z3_op(*rest)
+    return functools.reduce(np_op, rest)
 
 
 def not_(x: Any) -> Any:
@@ -607,14 +598,6 @@ def _bool_truth(x: Any) -> Any:
     if isinstance(x, z3.BoolRef):
         return truth(x)
     return None
-
-
-def _true_like(xs: Any) -> Any:
-    return _like_any(xs, True)
-
-
-def _false_like(xs: Any) -> Any:
-    return _like_any(xs, False)
 
 
 def _like_any(xs: Any, value: bool) -> Any:
