@@ -26,7 +26,7 @@ import symconv
 from symconv import TensorSpec
 from symconv import functional as SF
 from tests import oracle_functional as O
-from tests.test_functional import tensor_dict
+from tests.test_functional import _t, check_case, tensor_dict
 
 DEFAULT_MODULE_EXAMPLES = 450
 DEFAULT_PAD_EXAMPLES = 300
@@ -226,10 +226,6 @@ def pad_case(draw):
 # --------------------------------------------------------------------------------------
 
 
-def _t(shape, dtype="float32", **kw):
-    return {"shape": list(shape), "dtype": dtype, "memory_format": "contiguous", **kw}
-
-
 MODULE_REGRESSIONS = [
     # reflect padding not smaller than the input (F.pad's error through the module)
     {"kind": "module", "cls": "Conv2d", "ctor": {"in_channels": 2, "out_channels": 3,
@@ -331,14 +327,6 @@ def check_module_case(case: dict, w) -> None:
                              f" symconv: {got}")
 
 
-def check_pad_case(case: dict, w) -> None:
-    want = w.run(case)
-    if "crash" in want:
-        reject()
-    got = O.symconv_run(case)
-    assert got == want, f"case {json.dumps(case)}\n torch:   {want}\n symconv: {got}"
-
-
 @pytest.mark.parametrize("case", MODULE_REGRESSIONS)
 def test_module_regressions(case, worker):
     check_module_case(case, worker)
@@ -346,7 +334,7 @@ def test_module_regressions(case, worker):
 
 @pytest.mark.parametrize("case", PAD_REGRESSIONS)
 def test_pad_regressions(case, worker):
-    check_pad_case(case, worker)
+    check_case(case, worker)
 
 
 @settings(max_examples=DEFAULT_MODULE_EXAMPLES)
@@ -358,7 +346,7 @@ def test_modules_match_torch(worker, case):
 @settings(max_examples=DEFAULT_PAD_EXAMPLES)
 @given(pad_case())
 def test_pad_matches_torch(worker, case):
-    check_pad_case(case, worker)
+    check_case(case, worker)
 
 
 @pytest.mark.slow
@@ -372,7 +360,7 @@ def test_modules_match_torch_slow(worker, case):
 @settings(max_examples=SLOW_PAD_EXAMPLES, derandomize=False)
 @given(pad_case())
 def test_pad_matches_torch_slow(worker, case):
-    check_pad_case(case, worker)
+    check_case(case, worker)
 
 
 # --------------------------------------------------------------------------------------
