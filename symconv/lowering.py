@@ -922,9 +922,10 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
 
 # The warm path's parameters. An entry of _FAST is (fn, pre, post, same): ``same`` holds the
 # six parameter objects of the call that made it where they are immutable and exact (an int, a
-# bool, a tuple of ints), else _NOT_SAME, and after them the exact values, as
-# _exact_params makes them. A hit compares by identity first (what a module or a call site
-# passing the same tuples every time gets), then by exact values.
+# bool, a tuple of ints), else _NOT_SAME, then the exact values, as _exact_params makes them,
+# then whether stride, padding, dilation and output_padding are all pairs (2-D). A hit compares
+# by identity first (a call site passing the same tuples every time), then by the types of the
+# elements (_hit_params: each layer of a model has its own tuples, equal ones share an entry).
 _NOT_SAME = object()
 _INT_ONLY = frozenset({int})
 
@@ -956,15 +957,29 @@ def _immutable_params(stride, padding, dilation, transposed, output_padding, gro
                       exact: tuple) -> tuple:
     """An entry's ``same``: the objects that can be compared by identity, then ``exact``."""
     objs = (stride, padding, dilation, transposed, output_padding, groups)
-    return tuple(x if type(x) is not list else _NOT_SAME for x in objs) + exact
+    pairs = all(type(x) is tuple and len(x) == 2 for x in (exact[0], exact[1], exact[2],
+                                                           exact[4]))
+    return tuple(x if type(x) is not list else _NOT_SAME for x in objs) + exact + (pairs,)
 
 
 def _hit_params(hit: tuple, stride, padding, dilation, transposed, output_padding,
                 groups) -> bool:
-    """Whether a cache hit whose parameter objects are not the entry's may be taken: the
-    parameters convert exactly to the entry's values."""
+    """Whether a cache hit whose parameter objects are not the entry's may be taken: they are
+    exact ints, so (the key being equal) they are the entry's values. Equal tuples that are
+    other objects are the rule in a model (each layer has its own; layers of one shape share
+    an entry), so the common case, four tuples, is one check of the element types."""
+    if type(transposed) is not bool or type(groups) is not int:
+        return False
+    if hit[3][12]:  # the entry's four are pairs, so (the key being equal) are these: 2-D
+        return type(stride[0]) is int and type(stride[1]) is int and \
+            type(padding[0]) is int and type(padding[1]) is int and \
+            type(dilation[0]) is int and type(dilation[1]) is int and \
+            type(output_padding[0]) is int and type(output_padding[1]) is int
+    if type(stride) is tuple and type(padding) is tuple and type(dilation) is tuple and \
+            type(output_padding) is tuple:
+        return set(map(type, stride + padding + dilation + output_padding)) <= _INT_ONLY
     exact = _exact_params(stride, padding, dilation, transposed, output_padding, groups)
-    return exact is not None and exact == hit[3][6:]
+    return exact is not None and exact == hit[3][6:12]
 
 
 def _listed_key(key: tuple | None, stride, padding, dilation, transposed, output_padding,

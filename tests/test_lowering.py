@@ -16,10 +16,9 @@ the results are also counted as bitwise identical or not.
 from __future__ import annotations
 
 import collections
-import contextlib
+import importlib.util
 import json
 import os
-import warnings
 
 import pytest
 import torch
@@ -30,12 +29,12 @@ import symconv
 from symconv import ConvBackend, ConvError
 from symconv import lowering as L
 from tests.oracle import ConvWorker, serve
+from tests.oracle import first_line as _first_line
+from tests.oracle import flags as _flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
           "float16": torch.float16}
-EPS = {torch.float32: 1.2e-7, torch.float64: 2.3e-16, torch.bfloat16: 7.9e-3,
-       torch.float16: 9.8e-4}
 MF = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last,
       "channels_last_3d": torch.channels_last_3d}
 # Every backend this CPU build can reach (MkldnnEmpty needs an MKLDNN-layout input).
@@ -47,31 +46,11 @@ CPU_BACKENDS = ["Slow2d", "SlowDilated2d", "SlowDilated3d", "SlowTranspose2d", "
 # The worker side
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e)
-    return s.splitlines()[0] if s else ""
-
-
 def _err(e: BaseException) -> dict:
     name = type(e).__name__
     if isinstance(e, RuntimeError):
         name = "RuntimeError"  # ConvError / ConvShapeError are torch's RuntimeError
     return {"type": name, "message": _first_line(e)}
-
-
-@contextlib.contextmanager
-def _flags(f: dict):
-    old = torch.get_num_threads()
-    with contextlib.ExitStack() as es:
-        es.enter_context(warnings.catch_warnings())
-        warnings.simplefilter("ignore")
-        es.enter_context(torch.backends.mkldnn.flags(enabled=f.get("mkldnn", True)))
-        es.enter_context(torch.backends.nnpack.flags(enabled=f.get("nnpack", True)))
-        torch.set_num_threads(f.get("threads", 1))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old)
 
 
 def _build(spec: dict | None, gen: torch.Generator, requires_grad: bool):
@@ -90,47 +69,19 @@ def _build(spec: dict | None, gen: torch.Generator, requires_grad: bool):
     return t.requires_grad_(requires_grad)
 
 
-def _reference(case: dict, x, w, b):
-    F = torch.nn.functional
-    nd = len(case["weight"]["shape"]) - 2
-    s, p, d, g = case["stride"], case["padding"], case["dilation"], case["groups"]
-    if case["transposed"]:
-        fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[nd]
-        return fn(x, w, b, s, p, case["output_padding"], g, d)
-    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
-    return fn(x, w, b, s, p, d, g)
+def _load_gpu_tool():
+    path = os.path.join(ROOT, "tools", "gpu_lowering.py")
+    spec = importlib.util.spec_from_file_location("gpu_lowering", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def _symconv(case: dict, x, w, b, backend):
-    return symconv.convolution(x, w, b, case["stride"], case["padding"], case["dilation"],
-                               case["transposed"], case["output_padding"], case["groups"],
-                               backend=backend)
-
-
-def _compare(got, want, truth, dtype) -> tuple[bool, float, float]:
-    """(ok, symconv's error, torch's error) against the float64 truth."""
-    if got is None or want is None:
-        return (got is None) == (want is None), 0.0, 0.0
-    if got.shape != want.shape or got.dtype != want.dtype:
-        return False, float("inf"), 0.0
-    if got.numel() == 0:
-        return True, 0.0, 0.0
-    g, t = got.detach().double(), truth.detach().double()
-    err = (g - t).abs().max().item()
-    err_torch = (want.detach().double() - t).abs().max().item()
-    scale = max(1.0, t.abs().max().item())
-    bound = 4 * err_torch + 16 * EPS[dtype] * scale
-    return err <= bound, err, err_torch
-
-
-def _grads(out, inputs, go, create_graph=False):
-    idx = [i for i, t in enumerate(inputs) if t is not None and t.requires_grad]
-    got = torch.autograd.grad(out, [inputs[i] for i in idx], go, create_graph=create_graph,
-                              allow_unused=True)
-    res = [None] * len(inputs)
-    for i, g in zip(idx, got):
-        res[i] = g
-    return res
+# The reference call (torch.nn.functional), symconv's call, the tolerance against the float64
+# truth and the gradients are the GPU tool's (tools/gpu_lowering.py): one copy for both runs.
+_GPU = _load_gpu_tool()
+_reference, _symconv, _compare, _grads = _GPU.reference, _GPU.sym, _GPU.compare, _GPU.grads
 
 
 def run_case(case: dict) -> dict:
@@ -138,7 +89,7 @@ def run_case(case: dict) -> dict:
     gen = torch.Generator().manual_seed(case.get("seed", 0))
     backward = case.get("backward", True) and not case["input"].get("mkldnn")
     dtype = DTYPES[case["input"].get("dtype", "float32")]
-    with _flags(case.get("flags", {})):
+    with _flags(case):
         x = _build(case["input"], gen, backward)
         w = _build(case["weight"], gen, backward)
         b = _build(case.get("bias"), gen, backward)
@@ -802,6 +753,19 @@ def test_warm_path_parameter_objects():
         assert torch.equal(torch.convolution(x, w, None, (2, True), (1, 0), (1, True), False,
                                              (0, 0), 1), ref)
         assert len(L._FAST) == 1  # lists are keyed by their exact tuples: one entry
+    # 1-D and 3-D (no pairs), each call with its own equal tuples, then floats: refused
+    for shape_x, shape_w in (((1, 2, 7), (3, 2, 3)), ((1, 2, 5, 5, 5), (3, 2, 3, 3, 3))):
+        x, w = torch.randn(shape_x), torch.randn(shape_w)
+        n = len(shape_x) - 2
+        ref = torch.convolution(x, w, None, (2,) * n, (1,) * n, (1,) * n, False, (0,) * n, 1)
+        with torch.no_grad():
+            for _ in range(3):
+                got = symconv.convolution(x, w, None, tuple([2] * n), tuple([1] * n),
+                                          tuple([1] * n), False, tuple([0] * n), 1)
+                assert torch.equal(got, ref)
+            with pytest.raises(TypeError):
+                symconv.convolution(x, w, None, (2,) * n, (1.0,) * n, (1,) * n, False,
+                                    (0,) * n, 1)
 
 
 # ======================================================================================
