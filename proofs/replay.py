@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import torch
 
 from symconv import ConvBackend
 from symconv.spec import MKLDNN_LAYOUT
+
+from .worker import ask, spawn, stop
 
 __all__ = ["Replayer", "run_case", "environment_match"]
 
@@ -311,13 +312,7 @@ class Replayer:
         self._records: dict | None = None
 
     def _start(self) -> None:
-        root = str(pathlib.Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-c", "from proofs.replay import _serve; _serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, env=env, cwd=root)
+        self.proc = spawn("from proofs.replay import _serve; _serve()", quiet=True)
 
     def start(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -325,26 +320,18 @@ class Replayer:
 
     def _kernel(self, case: dict) -> str:
         self.start()
-        assert self.proc and self.proc.stdin and self.proc.stdout
-        try:
-            self.proc.stdin.write(json.dumps(case) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except BrokenPipeError:
-            line = ""
-        if not line:
+        assert self.proc is not None
+        answer = ask(self.proc, case)
+        if answer is None:
             code = self.proc.wait()
             self.proc = None
             return f"torch crashed the worker process (exit status {code})"
-        return json.loads(line)["result"]
+        return answer["result"]
 
     def close(self) -> None:
         if self.proc is not None:
-            with contextlib.suppress(Exception):
-                if self.proc.poll() is None:
-                    self.proc.stdin.close()  # type: ignore[union-attr]
-                    self.proc.wait(timeout=10)
-            self.proc = None
+            stop(self.proc)
+        self.proc = None
 
     def replay(self, case: dict) -> str:
         """What the installed torch does with ``case`` (one line)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 
@@ -189,34 +188,23 @@ class ConvWorker:
         # the crash handling, e.g. tests.trace_oracle runs whole models)
         self.serve = serve
 
+    # proofs.worker is imported in these methods, not at the top: the worker process imports
+    # this module and needs only torch (fast start); proofs would bring symconv in.
+
     def _start(self) -> None:
-        env = dict(os.environ)
-        # idle OpenMP threads must not spin: on a 2-core machine they starve the test process
-        # (3x slower); the wait policy changes no answer
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
-        env.update(self.extra_env)
-        env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
-                                             env.get("PYTHONPATH", "")])
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-c", f"import {self.serve} as o; o._serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-            cwd=os.path.dirname(os.path.dirname(__file__)))
+        from proofs.worker import spawn
+        self.proc = spawn(f"import {self.serve} as o; o._serve()", env=self.extra_env)
 
     def run(self, case: dict) -> dict:
-        if self.proc is None or self.proc.poll() is not None:
-            self._start()
-        assert self.proc and self.proc.stdin and self.proc.stdout
-        try:
-            self.proc.stdin.write(json.dumps(case) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except BrokenPipeError:
-            line = ""
-        if not line:
+        from proofs.worker import ask
+        self.start()
+        assert self.proc is not None
+        answer = ask(self.proc, case)
+        if answer is None:
             code = self.proc.wait()
             self.proc = None
             return {"crash": code}
-        return json.loads(line)
+        return answer
 
     def start(self) -> ConvWorker:
         """Start the process now (it imports torch while the caller does other work)."""
@@ -225,13 +213,9 @@ class ConvWorker:
         return self
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.stdin.close()  # type: ignore[union-attr]
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()  # torch's interpreter shutdown can take seconds
-                self.proc.wait(timeout=10)
+        from proofs.worker import stop
+        if self.proc is not None:
+            stop(self.proc)
         self.proc = None
 
 
