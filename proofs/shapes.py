@@ -55,6 +55,18 @@ def _explain_sizes(sym, sizes, what):
     return f
 
 
+def _sizes_positive(run, transposed):
+    """Every spatial output size (conv_input_size when transposed) is >= 1 where the checks
+    pass, for each dimensionality of the run."""
+    for dims in run.dims:
+        s = ConvSymbols(dims)
+        out = _t_out(s) if transposed else _fwd_out(s)
+        what = "transposed output sizes" if transposed else "output sizes"
+        yield _ob(s, all_(D.ge(o, 1) for o in out[2:]), [checks_pass(s, transposed), *base(s)],
+                  f"{dims}d", witness=lambda v, s=s: conv_case(s, v, transposed),
+                  explain=_explain_sizes(s, out[2:], what))
+
+
 # ---------------------------------------------------------------------------------------
 # 1. Non-transposed output sizes
 
@@ -65,12 +77,7 @@ def output_size_positive(run):
     where out_i = trunc((x_i + 2p_i − d_i(k_i − 1) − 1) / s_i) + 1 (``conv_output_size``).
 
     The kernel-size check (x + 2p ≥ d(k − 1) + 1) and s ≥ 1 make the numerator non-negative."""
-    for dims in run.dims:
-        s = ConvSymbols(dims)
-        out = _fwd_out(s)
-        yield _ob(s, all_(D.ge(o, 1) for o in out[2:]), [checks_pass(s, False), *base(s)],
-                  f"{dims}d", witness=lambda v, s=s: conv_case(s, v, False),
-                  explain=_explain_sizes(s, out[2:], "output sizes"))
+    yield from _sizes_positive(run, False)
 
 
 @invariant(item="1")
@@ -104,12 +111,7 @@ def transposed_output_positive(run):
     Expected refuted: check_shape_forward has no output-size check for transposed
     convolutions, so sizes <= 0 pass it; the counterexample is run on torch, whose kernels
     reject them (see transposed_output_positive_exactly for the exact condition)."""
-    for dims in run.dims:
-        s = ConvSymbols(dims)
-        out = _t_out(s)
-        yield _ob(s, all_(D.ge(o, 1) for o in out[2:]), [checks_pass(s, True), *base(s)],
-                  f"{dims}d", witness=lambda v, s=s: conv_case(s, v, True),
-                  explain=_explain_sizes(s, out[2:], "transposed output sizes"))
+    yield from _sizes_positive(run, True)
 
 
 @invariant(item="2")

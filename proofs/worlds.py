@@ -217,29 +217,25 @@ def truth(v: Any) -> bool | None:
 
 def conj(*xs: Any) -> Any:
     """Conjunction folding decided operands (as ``symconv.domain.and_``)."""
-    rest = []
-    for x in xs:
-        t = truth(x)
-        if t is False:
-            return False
-        if t is None:
-            rest.append(x)
-    if not rest:
-        return True
-    return rest[0] if len(rest) == 1 else z3.And(*rest)
+    return _fold(xs, False, z3.And)
 
 
 def disj(*xs: Any) -> Any:
+    """Disjunction folding decided operands (as ``symconv.domain.or_``)."""
+    return _fold(xs, True, z3.Or)
+
+
+def _fold(xs: tuple, absorbing: bool, op: Any) -> Any:
     rest = []
     for x in xs:
         t = truth(x)
-        if t is True:
-            return True
+        if t is absorbing:
+            return absorbing
         if t is None:
             rest.append(x)
     if not rest:
-        return False
-    return rest[0] if len(rest) == 1 else z3.Or(*rest)
+        return not absorbing
+    return rest[0] if len(rest) == 1 else op(*rest)
 
 
 def neg(x: Any) -> Any:
