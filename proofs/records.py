@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["find"]
+__all__ = ["find", "record_spec", "record_env"]
 
 
-def _spec(t: dict | None):
+def record_spec(t: dict | None):
+    """The TensorSpec of a record's tensor (its recorded strides), or None."""
     from symconv import TensorSpec
     if t is None:
         return None
@@ -24,7 +25,8 @@ def _spec(t: dict | None):
                       requires_grad=t["requires_grad"], strides=tuple(t["actual_stride"]))
 
 
-def _env(data: dict, flags: dict):
+def record_env(data: dict, flags: dict):
+    """The Environment of the recording machine with a record's global flags."""
     from symconv import Environment
     e = data["environment"]
     return Environment(
@@ -46,9 +48,10 @@ def _cudnn_64bit(data: dict, r: dict, depthwise: bool) -> str | None:
     if depthwise and not (r["groups"] > 1 and r["groups"] == r["input"]["shape"][1]):
         return None
     try:
-        p = api.prepare(_spec(r["input"]), _spec(r["weight"]), _spec(r.get("bias")),
-                        r["stride"], r["padding"], r["dilation"], r["transposed"],
-                        r["output_padding"], r["groups"], env=_env(data, r["flags_read_back"]))
+        p = api.prepare(record_spec(r["input"]), record_spec(r["weight"]),
+                        record_spec(r.get("bias")), r["stride"], r["padding"], r["dilation"],
+                        r["transposed"], r["output_padding"], r["groups"],
+                        env=record_env(data, r["flags_read_back"]))
         c = p.ctx
         if c.params.needs_64bit_indexing_no_split(c.input, c.weight) is not True:
             return None

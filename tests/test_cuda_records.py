@@ -18,6 +18,9 @@ import symconv
 from symconv import Environment, TensorSpec
 from symconv.errors import ConvValueError
 
+from proofs import records
+from proofs.records import record_spec as spec
+
 DATA = pathlib.Path(__file__).parent / "data" / "cuda_records.json.gz"
 RECORDS = json.loads(gzip.decompress(DATA.read_bytes()))
 MF = {"contiguous_format": torch.contiguous_format, "channels_last": torch.channels_last,
@@ -25,23 +28,7 @@ MF = {"contiguous_format": torch.contiguous_format, "channels_last": torch.chann
 
 
 def record_env(flags: dict) -> Environment:
-    e = RECORDS["environment"]
-    return Environment(
-        torch_version=e["torch_version"].split("+")[0], cuda_available=True,
-        cudnn_version=e["cudnn_version"], cuda_capability=tuple(e["device_capability"]),
-        mkldnn_available=e["has_mkldnn"], nnpack_available=e["nnpack_available"],
-        mkldnn_enabled=e["mkldnn_enabled"], nnpack_enabled=e["nnpack_enabled"],
-        cudnn_enabled=flags["cudnn_enabled"], cudnn_deterministic=flags["cudnn_deterministic"],
-        deterministic_algorithms=flags["deterministic_algorithms"],
-        cudnn_benchmark=flags["cudnn_benchmark"], cudnn_allow_tf32=flags["cudnn_allow_tf32"],
-        num_threads=e["num_threads"], grad_enabled=flags["grad_enabled"])
-
-
-def spec(t: dict | None) -> TensorSpec | None:
-    if t is None:
-        return None
-    return TensorSpec(tuple(t["shape"]), dtype=getattr(torch, t["dtype"]), device=t["device"],
-                      requires_grad=t["requires_grad"], strides=tuple(t["actual_stride"]))
+    return records.record_env(RECORDS, flags)
 
 
 def symconv_answer(r: dict, *, with_bias_sizes: bool = False) -> dict:
