@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any
 from collections.abc import Sequence
 
-import z3
-
 from symconv import api
 from symconv import domain as D
 from symconv.params import ConvParams
@@ -56,16 +54,7 @@ def base(sym: ConvSymbols) -> list:
 
 def at(expr: Any, values: dict[str, int]) -> Any:
     """``expr`` with the counterexample's values put in (a Python int/bool when decided)."""
-    e = zs(expr)
-    subs = [(z3.Int(n), z3.IntVal(v)) for n, v in values.items()]
-    r = z3.simplify(z3.substitute(e, *subs)) if subs else z3.simplify(e)
-    if z3.is_int_value(r):
-        return r.as_long()
-    if z3.is_true(r):
-        return True
-    if z3.is_false(r):
-        return False
-    return r
+    return D.substitute(zs(expr), values)
 
 
 def fmt_values(values: dict[str, int], sym: ConvSymbols | None = None) -> str:

@@ -270,27 +270,7 @@ def _outcome_str(o: Any) -> str:
     return str(o)
 
 
-def _subs(x: Any, values: dict) -> Any:
-    import sympy
-    import z3
-    if isinstance(x, sympy.Basic):
-        r = x.subs({s: values[s.name] for s in x.free_symbols if s.name in values})
-        if r.is_Integer:
-            return int(r)
-        if r in (sympy.true, sympy.false):
-            return bool(r)
-        return r
-    if isinstance(x, z3.ExprRef):
-        subs = [(z3.Int(k), z3.IntVal(v)) for k, v in values.items()]
-        r = z3.simplify(z3.substitute(x, *subs)) if subs else z3.simplify(x)
-        if z3.is_int_value(r):
-            return r.as_long()
-        if z3.is_true(r):
-            return True
-        if z3.is_false(r):
-            return False
-        return r
-    return x
+_subs = D.substitute  # (the functional layer uses it too)
 
 
 def _holds(cond: Any, values: dict) -> bool:

@@ -32,7 +32,7 @@ __all__ = [
     "floordiv_size", "floormod_size",
     "min_", "max_", "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_",
     "not_", "ite", "any_", "all_", "prod", "TruncDiv", "TruncMod", "to_z3", "to_sympy",
-    "simplify", "truth", "INT64_MAX", "INT_MAX", "sym",
+    "simplify", "substitute", "truth", "INT64_MAX", "INT_MAX", "sym",
 ]
 
 INT, SYMPY, Z3, NUMPY = "int", "sympy", "z3", "numpy"
@@ -757,6 +757,29 @@ def simplify(e: Any) -> Any:
     if isinstance(e, sympy.Basic):
         return sympy.simplify(e)
     return e
+
+
+def substitute(x: Any, values: dict[str, int]) -> Any:
+    """``x`` (SymPy or Z3) with the symbols ``values`` names put in: an int or bool when that
+    decides it, else the (Z3: simplified) rest. Other values are returned as they are."""
+    if isinstance(x, sympy.Basic):
+        r = x.subs({s: values[s.name] for s in x.free_symbols if s.name in values})
+        if r.is_Integer:
+            return int(r)
+        if r in (sympy.true, sympy.false):
+            return bool(r)
+        return r
+    if isinstance(x, z3.ExprRef):
+        subs = [(z3.Int(k), z3.IntVal(v)) for k, v in values.items()]
+        r = z3.simplify(z3.substitute(x, *subs)) if subs else z3.simplify(x)
+        if z3.is_int_value(r):
+            return r.as_long()
+        if z3.is_true(r):
+            return True
+        if z3.is_false(r):
+            return False
+        return r
+    return x
 
 
 def wrap64(x: Any) -> Any:
