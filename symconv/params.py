@@ -208,17 +208,11 @@ class ConvParams:
             D.not_(self.is_strided()), D.not_(self.is_dilated()), not self.transposed)
 
     def needs_64bit_indexing_no_split(self, input: TensorSpec, weight: TensorSpec):
-        from .shapes import conv_input_size, conv_output_size
+        from .shapes import params_output_size
         numel_input = input.numel()
         n = input.size(0)
         per_sample = D.cdiv(numel_input, D.ite(D.eq(n, 0), 1, n))
-        if self.transposed:
-            o = conv_input_size(input.shape, weight.shape, self.padding, self.output_padding,
-                                self.stride, self.dilation, self.groups)
-        else:
-            o = conv_output_size(input.shape, weight.shape, self.padding, self.stride,
-                                 self.dilation)
-        outsize = D.prod(o[1:])
+        outsize = D.prod(params_output_size(input, weight, self)[1:])
         return D.and_(D.ne(numel_input, 0),
                       D.or_(D.gt(per_sample, D.INT_MAX), D.gt(outsize, D.INT_MAX)))
 

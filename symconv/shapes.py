@@ -18,7 +18,8 @@ from .spec import TensorSpec
 from .profiles import since
 
 __all__ = ["conv_output_size", "conv_input_size", "conv_weight_size", "check_shape_forward",
-           "check_shape_backward", "calc_output_size", "pooling_same_mode_padding_lr",
+           "check_shape_backward", "params_output_size", "calc_output_size",
+           "pooling_same_mode_padding_lr",
            "PADDING_MAX", "pooling_output_shape", "pooling_output_shape_pad_lr",
            "pool2d_shape_check", "pool3d_shape_check", "SEED_GROUPS_ZERO",
            "SEED_GROUPS_ZERO_MESSAGE"]
@@ -77,14 +78,19 @@ def conv_weight_size(input_size, output_size, padding, output_padding, stride, d
     return out
 
 
+def params_output_size(input: TensorSpec, weight: TensorSpec, params: ConvParams) -> list:
+    """The output size by the parameters' formula: ``conv_input_size`` when transposed, else
+    ``conv_output_size``."""
+    if params.transposed:
+        return conv_input_size(input.shape, weight.shape, params.padding, params.output_padding,
+                               params.stride, params.dilation, params.groups)
+    return conv_output_size(input.shape, weight.shape, params.padding, params.stride,
+                            params.dilation)
+
+
 def calc_output_size(input: TensorSpec, weight: TensorSpec, params: ConvParams) -> list:
     """The seed's ``calc_output_size``: zero input channels force zero output channels."""
-    if params.transposed:
-        out = conv_input_size(input.shape, weight.shape, params.padding, params.output_padding,
-                              params.stride, params.dilation, params.groups)
-    else:
-        out = conv_output_size(input.shape, weight.shape, params.padding, params.stride,
-                               params.dilation)
+    out = params_output_size(input, weight, params)
     out[1] = D.ite(D.eq(input.size(1), 0), 0, out[1])
     return out
 
