@@ -269,14 +269,18 @@ def _edges(v: np.ndarray) -> np.ndarray:
     return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
 
 
-def _torch_label(call: dict, values: dict) -> str | None:
-    """torch's answer for one cell (``None`` when the cell is too big to build)."""
-    inp = _spec_subst(call["input"], values)
-    w = _spec_subst(call["weight"], values)
-    b = _spec_subst(call["bias"], values)
+def _call_at(call: dict, values: dict) -> tuple:
+    """The call's input, weight and bias specs, its [stride, padding, dilation, output_padding]
+    and groups, with ``values`` put in."""
+    specs = [_spec_subst(call[k], values) for k in ("input", "weight", "bias")]
     args = [[_subst(v, values) for v in call[k]] for k in
             ("stride", "padding", "dilation", "output_padding")]
-    groups = _subst(call["groups"], values)
+    return (*specs, args, _subst(call["groups"], values))
+
+
+def _torch_label(call: dict, values: dict) -> str | None:
+    """torch's answer for one cell (``None`` when the cell is too big to build)."""
+    inp, w, b, args, groups = _call_at(call, values)
     tensors: list[torch.Tensor | None] = []
     for s in (inp, w, b):
         if s is None:
@@ -315,12 +319,7 @@ def _evaluate(call: dict, values: dict, env: Environment, shape: tuple, labels: 
             labels.append(name)
         return labels.index(name)
 
-    inp = _spec_subst(call["input"], values)
-    w = _spec_subst(call["weight"], values)
-    b = _spec_subst(call["bias"], values)
-    args = [[_subst(v, values) for v in call[k]] for k in
-            ("stride", "padding", "dilation", "output_padding")]
-    groups = _subst(call["groups"], values)
+    inp, w, b, args, groups = _call_at(call, values)
     try:
         p = prepare(inp, w, b, args[0], args[1], args[2], call["transposed"], args[3], groups,
                     env=env, need_backward=call.get("need_backward"))
