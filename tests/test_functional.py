@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 import symconv
 from symconv import TensorSpec
 from symconv import functional as SF
+from symconv.spec import contiguous_strides
 from tests import oracle_functional as O
 
 DEFAULT_EXAMPLES = 900
@@ -43,14 +44,6 @@ COMPLEX_DTYPES = ["complex64", "complex128"]
 
 # --------------------------------------------------------------------------------------
 # Strategy
-
-
-def _contiguous_strides(shape):
-    out, acc = [], 1
-    for s in reversed(shape):
-        out.append(acc)
-        acc *= max(s, 1)
-    return list(reversed(out))
 
 
 def tensor_dict(draw, shape, dtype, *, n_spatial: int, batched: bool, allow_formats=True) -> dict:
@@ -67,13 +60,13 @@ def tensor_dict(draw, shape, dtype, *, n_spatial: int, batched: bool, allow_form
     elif r == 3 and nd >= 2:
         # a sliced view: every other element of the last dimension
         big = list(shape[:-1]) + [2 * shape[-1]]
-        st_ = _contiguous_strides(big)
+        st_ = list(contiguous_strides(big))
         st_[-1] = 2
         t["strides"] = st_
     elif r == 4 and nd >= 3:
         # the last two dimensions swapped in memory
         sw = list(shape[:-2]) + [shape[-1], shape[-2]]
-        s = _contiguous_strides(sw)
+        s = list(contiguous_strides(sw))
         t["strides"] = s[:-2] + [s[-1], s[-2]]
     elif r == 5 and nd >= 2:
         # dense, in any dimension order
