@@ -36,8 +36,9 @@ from ..shapes import SEED_GROUPS_ZERO, calc_output_size
 from ..spec import MF_CHANNELS_LAST, MF_CHANNELS_LAST_3D, MF_CONTIGUOUS, TensorSpec
 from . import pretty, solve
 from .reach import env_summary
-from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _Evaluator, _valid_combo,
-                    fact_text, value_name, variables)
+from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _build_key, _Evaluator,
+                    _valid_combo, fact_text, value_name, variables)
+from .space import clear_caches as _space_clear_caches
 from .where import Where, WhereError, parse_where, require_satisfiable
 from .witness import build_tensor, env_name, fact_tags, torch_flags
 
@@ -458,8 +459,9 @@ class _SideCtx:
     def memory_formats(self, st: Structure, backend: ConvBackend, ev: _Evaluator, ctx,
                        log: list) -> list:
         """``[(code, z3 condition)]`` of the backend's memory format in this context, memoised
-        on the categorical facts it read (which are appended to ``log``)."""
-        entries = self._mf.setdefault((st.key, backend), [])
+        on the categorical facts it read (which are appended to ``log``) and shared by every
+        side of the same build (the flags come from ``ev``, like the rules' conditions)."""
+        entries = _MF_CACHE.setdefault((_build_key(self.env), st.key, backend), [])
         vals = ev.values
         for reads, value in entries:
             if all(vals[v] == x for v, x in reads):
@@ -512,10 +514,9 @@ def _rule_cases(side: _SideCtx, space: Space, leaf, st: Structure, assign: dict,
                 valid: Any, log: list) -> list:
     """The leaf's rule cases, backends split by memory format (reads are logged)."""
     out = []
-    ev = _Evaluator(space.full(st.dims, assign), side.env)
-    ctx = space._tracked(st, ev)
+    ev, ctx = space._shared(st, space.full(st.dims, assign))
     for rname, terms in leaf.parts.items():
-        rule = next(r for r in RULES if r.name == rname)
+        rule = _RULE_BY_NAME[rname]
         f = _and(valid, *[t for _, t in terms])
         if f.get_id() == _FALSE_ID:
             continue
@@ -525,6 +526,18 @@ def _rule_cases(side: _SideCtx, space: Space, leaf, st: Structure, assign: dict,
         for code, cond in side.memory_formats(st, rule.outcome, ev, ctx, log):
             out.append((_and(f, cond), ("backend", rule.outcome.name, code)))
     return out
+
+
+_RULE_BY_NAME = {r.name: r for r in RULES}
+# memory formats per (build, structure, backend): see _SideCtx.memory_formats
+_MF_CACHE: dict = {}
+
+
+def clear_caches() -> None:
+    """Forget every cached structure, condition value, space and memory format (for cold
+    measurements)."""
+    _space_clear_caches()
+    _MF_CACHE.clear()
 
 
 def _ite_values(m) -> list:
@@ -993,6 +1006,9 @@ def _check(s: z3.Solver, st: Structure, g) -> tuple[str, str, Any]:
     return out
 
 
+_POOL = 10  # models of a solver's recent satisfiable queries tried on each new query
+
+
 def _check_uncached(s: z3.Solver, st: Structure, g) -> tuple[str, str, Any]:
     lit = getattr(s, "_diff_bound", None)
     if lit is None:
@@ -1000,6 +1016,22 @@ def _check_uncached(s: z3.Solver, st: Structure, g) -> tuple[str, str, Any]:
         s.add(z3.Implies(lit, z3.And(*[z3.And(x >= -64, x <= 64)
                                        for x in st.symbols.values()])))
         s._diff_bound = lit  # type: ignore[attr-defined]
+        s._diff_models = []  # type: ignore[attr-defined]
+    # neighbouring leaves ask about the same integer conditions under other categorical facts:
+    # a model of an earlier query (it satisfies the solver's assertions) that satisfies ``g``
+    # is a model of this one, found without a search
+    pool = s._diff_models  # type: ignore[attr-defined]
+    for m in reversed(pool):
+        if z3.is_true(m.eval(g, model_completion=True)):
+            return "sat", "", m
+    out = _search(s, st, g, lit)
+    if out[0] == "sat":
+        pool.append(out[2])
+        del pool[:-_POOL]
+    return out
+
+
+def _search(s: z3.Solver, st: Structure, g, lit) -> tuple[str, str, Any]:
     s.push()
     try:
         s.add(g)

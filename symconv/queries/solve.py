@@ -136,10 +136,18 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
         lits = {n: z3.Bool(f"__pin_{n}") for n in names}
         s.push()
         s.add(*[z3.Implies(lits[n], symbols[n] == tgt[n]) for n in names])
+        box = []
+        if start is not None and any(abs(v) > _BOUNDS[0] for v in cur.values()):
+            # a start beyond the smallest bound: ask for small values too, as an assumption
+            # that gives way before any pin
+            box = [z3.Bool("__pin_box")]
+            s.add(z3.Implies(box[0], z3.And(*[z3.And(symbols[n] >= -_BOUNDS[0],
+                                                     symbols[n] <= _BOUNDS[0])
+                                              for n in names])))
         active = list(names)
         pinned: list = []
         while active and time.monotonic() < deadline:
-            r = s.check(*[lits[n] for n in active])
+            r = s.check(*[lits[n] for n in active], *box)
             if r == z3.sat:
                 cur = take(s.model())
                 pinned = list(active)
@@ -147,6 +155,9 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
             if r != z3.sat and r != z3.unsat:
                 break
             core = {str(c) for c in s.unsat_core()}
+            if box and "__pin_box" in core:
+                box = []
+                continue
             drop = [n for n in active if f"__pin_{n}" in core]
             if not drop:
                 break

@@ -448,13 +448,16 @@ class Space:
         return _TCtx(inp, wgt, None, None, params, tenv, False)
 
     def _cond(self, st: Structure, ev: _Evaluator, ctx: Ctx, ri: int, ci: int):
-        """(value, reads, facts) of one condition, memoised on the facts it read."""
+        """(value, reads, facts, truth) of one condition, memoised on the facts it read."""
         key = (st.key, ri, ci)
         entries = self._cond_cache.setdefault(key, [])
         vals = ev.values
-        for reads, value, facts in entries:
-            if all(vals[v] == x for v, x in reads):
-                return value, reads, facts
+        for hit in entries:
+            for v, x in hit[1]:
+                if vals[v] != x:
+                    break
+            else:
+                return hit[0]
         ev.log, ev.facts = [], []
         try:
             value = RULES[ri].conds[ci](ctx)
@@ -468,8 +471,9 @@ class Space:
                 value = bool(value)
             else:
                 value = D.to_z3(value)
-        entries.append((reads, value, facts))
-        return value, reads, facts
+        out = (value, reads, facts, D.truth(value))
+        entries.append((out, reads))
+        return out
 
     def _rule(self, st, ev, ctx, ri: int, fixed: dict):
         """Status of rule ``ri``: ('F', reads, (cond, facts)) with as few unfixed reads as
@@ -481,12 +485,11 @@ class Space:
         decided_true = True
         for ci, cond in enumerate(rule.conds):
             try:
-                value, reads, facts = self._cond(st, ev, ctx, ri, ci)
+                value, reads, facts, t = self._cond(st, ev, ctx, ri, ci)
             except Exception:  # torch would not evaluate it after a false one
                 if best is not None:
                     continue
                 raise
-            t = D.truth(value)
             if t is False:
                 unfixed = sum(1 for v, _ in reads if v not in fixed)
                 if best is None or unfixed < best[0]:
@@ -503,7 +506,7 @@ class Space:
             return "F", best[1], best[2]
         if decided_true:
             return "T", tuple(allreads), None
-        return "S", tuple(allreads), (parts[0] if len(parts) == 1 else z3.And(*parts))
+        return "S", tuple(allreads), (parts[0] if len(parts) == 1 else _and(parts))
 
     def _false_text(self, info) -> str:
         cond, facts = info
@@ -544,36 +547,41 @@ class Space:
         if not live:
             return ("pruned", tuple(reads), reasons)
         parts: dict = {}
+        # the rules before each live rule, walked once: the first that always fires shadows
+        # every later rule; the undecided ones must not fire (their negations, made once)
+        prefix: list = []     # (label, not cond) of the undecided rules before ``upto``
+        upto = 0              # rules [0, upto) are in ``prefix``
+        logged = 0            # the reads of rules [0, logged) are in ``reads``
+        shadow = None
         for ri in live:
-            terms = []
-            shadow = None
-            for j in range(ri):
-                s = status(j)
+            while upto < ri and shadow is None:
+                s = status(upto)
                 if s[0] == "T":
-                    shadow = j
-                    for r in s[1]:
-                        reads[r] = True
-                    break
-            if shadow is not None:
+                    shadow = upto
+                elif s[0] == "S":
+                    prefix.append((f"not {RULES[upto].name}", _not(s[2])))
+                upto += 1
+            if shadow is not None and shadow < ri:
+                for r in status(shadow)[1]:
+                    reads[r] = True
                 reasons.append((RULES[ri].name, f"rule '{RULES[shadow].name}' "
                                 f"({_outcome_name(RULES[shadow].outcome)}) always fires first"))
                 continue
-            for j in range(ri):
-                s = status(j)
-                for r in s[1]:
+            for j in range(logged, ri):
+                for r in status(j)[1]:
                     reads[r] = True
-                if s[0] == "S":
-                    terms.append((f"not {RULES[j].name}", z3.Not(s[2])))
+            logged = ri
             s = status(ri)
             for r in s[1]:
                 reads[r] = True
+            terms = list(prefix)
             if s[0] == "S":
                 terms.append((RULES[ri].name, s[2]))
             parts[RULES[ri].name] = terms
         if not parts:
             return ("pruned", tuple(reads), reasons)
         formulas = [_conj([t for _, t in terms]) for terms in parts.values()]
-        f = formulas[0] if len(formulas) == 1 else z3.Or(*formulas)
+        f = formulas[0] if len(formulas) == 1 else _or(formulas)
         return ("leaf", tuple(reads), f, parts)
 
     def explore(self, targets: Sequence[int], *, structures: Sequence[Structure] | None = None
@@ -610,7 +618,36 @@ class Space:
 def _conj(terms: list):
     if not terms:
         return z3.BoolVal(True)
-    return terms[0] if len(terms) == 1 else z3.And(*terms)
+    return terms[0] if len(terms) == 1 else _and(terms)
+
+
+def _mk(fn, terms: list):
+    """``z3.And``/``z3.Or`` of boolean terms without the per-argument coercion (the same
+    term, at a fraction of the cost)."""
+    ctx = terms[0].ctx
+    arr = (z3.Ast * len(terms))()
+    for i, x in enumerate(terms):
+        arr[i] = x.as_ast()
+    return z3.BoolRef(fn(ctx.ref(), len(terms), arr), ctx)
+
+
+def _and(terms: list):
+    return _mk(z3.z3core.Z3_mk_and, terms)
+
+
+def _or(terms: list):
+    return _mk(z3.z3core.Z3_mk_or, terms)
+
+
+_NOT_MEMO: dict = {}
+
+
+def _not(t):
+    """``z3.Not(t)``, memoised on the term (rules' conditions are negated at every node)."""
+    hit = _NOT_MEMO.get(t.get_id())
+    if hit is None or not hit[0].eq(t):
+        hit = _NOT_MEMO[t.get_id()] = (t, z3.Not(t))
+    return hit[1]
 
 
 def _cost(cost: tuple, var: Var, value: Any) -> tuple:
@@ -659,6 +696,7 @@ def clear_caches() -> None:
     _STRUCT_CACHE.clear()
     _SHARED.clear()
     _SPACE_CACHE.clear()
+    _NOT_MEMO.clear()
 
 
 def space(env: Environment, *, dims: Sequence[int] | None = None, restrict: dict | None = None,
