@@ -124,37 +124,35 @@ def symconv_env():
     return Environment.from_torch()
 
 
-def symconv_select(case: dict) -> dict:
-    import symconv
+def _symconv_call(case: dict):
+    """symconv's Environment for the case's flags, and the case's arguments as TensorSpecs."""
     from symconv import Environment
-    from symconv.errors import ConvValueError
     with flags(case):
         env = Environment.from_torch()
-    inp, w, b = (tensor_spec(case["input"]), tensor_spec(case["weight"]),
-                 tensor_spec(case.get("bias")))
+    return env, (tensor_spec(case["input"]), tensor_spec(case["weight"]),
+                 tensor_spec(case.get("bias")), case["stride"], case["padding"],
+                 case["dilation"], case["transposed"], case["output_padding"], case["groups"])
+
+
+def symconv_select(case: dict) -> dict:
+    import symconv
+    from symconv.errors import ConvValueError
+    env, a = _symconv_call(case)
     try:
-        be = symconv.select_conv_backend(inp, w, b, case["stride"], case["padding"],
-                                         case["dilation"], case["transposed"],
-                                         case["output_padding"], case["groups"], env=env)
+        be = symconv.select_conv_backend(*a, env=env)
     except (symconv.ConvError, ConvValueError, IndexError) as e:
         return {"error": type(e).__name__ if not isinstance(e, symconv.ConvError)
                 else "RuntimeError", "message": first_line(e)}
-    mf = symconv.determine_backend_memory_format(inp, w, be, env=env)
+    mf = symconv.determine_backend_memory_format(a[0], a[1], be, env=env)
     return {"backend": be.name, "memory_format": MF_NAME[mf]}
 
 
 def symconv_convolution(case: dict) -> dict:
     import symconv
-    from symconv import Environment
     from symconv.errors import ConvValueError
-    with flags(case):
-        env = Environment.from_torch()
-    inp, w, b = (tensor_spec(case["input"]), tensor_spec(case["weight"]),
-                 tensor_spec(case.get("bias")))
+    env, a = _symconv_call(case)
     try:
-        shape = symconv.convolution_output_shape(inp, w, b, case["stride"], case["padding"],
-                                                 case["dilation"], case["transposed"],
-                                                 case["output_padding"], case["groups"], env=env)
+        shape = symconv.convolution_output_shape(*a, env=env)
     except symconv.ConvError as e:
         return {"error": "RuntimeError" if type(e).__name__ in ("ConvError", "ConvShapeError")
                 else type(e).__name__, "message": first_line(e)}
