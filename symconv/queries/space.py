@@ -448,6 +448,10 @@ class Space:
         return _TCtx(inp, wgt, None, None, params, tenv, False)
 
     def _cond(self, st: Structure, ev: _Evaluator, ctx: Ctx, ri: int, ci: int):
+        """(value, reads, facts) of one condition, memoised on the facts it read."""
+        return self._cond_truth(st, ev, ctx, ri, ci)[:3]
+
+    def _cond_truth(self, st: Structure, ev: _Evaluator, ctx: Ctx, ri: int, ci: int):
         """(value, reads, facts, truth) of one condition, memoised on the facts it read."""
         key = (st.key, ri, ci)
         entries = self._cond_cache.setdefault(key, [])
@@ -485,7 +489,7 @@ class Space:
         decided_true = True
         for ci, cond in enumerate(rule.conds):
             try:
-                value, reads, facts, t = self._cond(st, ev, ctx, ri, ci)
+                value, reads, facts, t = self._cond_truth(st, ev, ctx, ri, ci)
             except Exception:  # torch would not evaluate it after a false one
                 if best is not None:
                     continue
