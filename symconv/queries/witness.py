@@ -220,6 +220,10 @@ def _flag_code(k: str, v: Any) -> str:
 # Replay
 
 
+_C_BOOL_FLAGS = ("mkldnn_enabled", "nnpack_enabled", "cudnn_enabled", "cudnn_deterministic",
+                 "cudnn_benchmark", "cudnn_allow_tf32")
+
+
 @contextlib.contextmanager
 def torch_flags(flags: dict) -> Iterator[None]:
     """Set torch's global flags (Environment field names) for the duration of the block."""
@@ -227,24 +231,10 @@ def torch_flags(flags: dict) -> Iterator[None]:
     saved: list = []
     try:
         for k, v in flags.items():
-            if k == "mkldnn_enabled":
-                saved.append((C._set_mkldnn_enabled, C._get_mkldnn_enabled()))
-                C._set_mkldnn_enabled(bool(v))
-            elif k == "nnpack_enabled":
-                saved.append((C._set_nnpack_enabled, C._get_nnpack_enabled()))
-                C._set_nnpack_enabled(bool(v))
-            elif k == "cudnn_enabled":
-                saved.append((C._set_cudnn_enabled, C._get_cudnn_enabled()))
-                C._set_cudnn_enabled(bool(v))
-            elif k == "cudnn_deterministic":
-                saved.append((C._set_cudnn_deterministic, C._get_cudnn_deterministic()))
-                C._set_cudnn_deterministic(bool(v))
-            elif k == "cudnn_benchmark":
-                saved.append((C._set_cudnn_benchmark, C._get_cudnn_benchmark()))
-                C._set_cudnn_benchmark(bool(v))
-            elif k == "cudnn_allow_tf32":
-                saved.append((C._set_cudnn_allow_tf32, C._get_cudnn_allow_tf32()))
-                C._set_cudnn_allow_tf32(bool(v))
+            if k in _C_BOOL_FLAGS:  # torch._C._get_<name> / _set_<name>
+                setter = getattr(C, f"_set_{k}")
+                saved.append((setter, getattr(C, f"_get_{k}")()))
+                setter(bool(v))
             elif k == "deterministic_algorithms":
                 # torch._C's setter: torch.use_deterministic_algorithms imports the compiler
                 old = (torch.are_deterministic_algorithms_enabled(),
