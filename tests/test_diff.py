@@ -11,6 +11,7 @@ import json
 import random
 
 import pytest
+import torch
 import z3
 
 import symconv
@@ -118,6 +119,29 @@ def test_2_13_vs_main_nnpack_removed():
     _assert_sampled(res, 200)
 
 
+def test_merged_regions_keep_their_parts():
+    # float16 and bfloat16 (and both nnpack flags) answer alike: one region per answer pair,
+    # merged from its parts, each part a region of its own (facts and formula)
+    res = diff("cpu", "cpu-avx512bf16", dims=2,
+               where="not transposed, device == cpu, layout == strided, "
+                     "input_mf == contiguous, weight_mf == contiguous")
+    assert res.regions and all(len(r.parts) > 1 for r in res.regions)
+    for r in res.regions:
+        assert "dtype in (float16, bfloat16)" in r.facts_text()
+        for p in r.parts:
+            assert p.parts == [p] and p.model is not None
+            assert p.assign["dtype"] in (torch.float16, torch.bfloat16)
+    _assert_witnesses(res, torch_side="A")
+    _assert_sampled(res, 200)
+
+
+def test_dims_refuses_bools():
+    # True == 1 in Python: dims=True or [True] must not mean 1-D
+    for bad in (True, [True], [2, False], "2", 4):
+        with pytest.raises(ValueError, match="dims must be"):
+            diff("cpu", "cpu-mt", dims=bad)
+
+
 def test_same_environment_is_proved_identical():
     res = diff("cpu", "cpu", dims=1, where="not transposed, dtype == float16")
     assert res.verdict == "no difference" and not res.regions
@@ -154,20 +178,21 @@ def test_np_eval_has_z3_semantics():
 def test_probe_finds_a_real_model_with_huge_values():
     # a condition only huge sizes meet (Z3's small-value pass cannot): the numpy probe points
     # find a candidate and Z3 confirms it with every symbol fixed
-    from symconv.queries import solve as S
-    from symconv.queries.diff import _check, _probe
+    from symconv.queries.diff import _check, _probe, _Solver
     from symconv.queries.space import Space
     st = Space(preset("cpu"), dims=(2,)).structure(2, False)
-    s = S.new_solver()
-    s.add(*[st.symbols[n] >= 0 for n in st.sizes])
+    q = _Solver(st, [st.symbols[n] >= 0 for n in st.sizes])
     x = st.symbols
     g = z3.And(x["N"] * x["C"] * x["H"] * x["W"] > 2**31, x["G"] == x["C"])
-    v, why, m = _check(s, st, g)
+    v, why, m = _check(q, g)
     assert v == "sat", why
     assert z3.is_true(m.eval(g, model_completion=True))
-    assert _probe(s, st, z3.And(g, x["N"] < 0)) is None  # sizes are >= 0: no model
+    assert _probe(q, z3.And(g, x["N"] < 0)) is None  # sizes are >= 0: no model
     # the memo: the same term is not asked again
-    assert _check(s, st, g) is _check(s, st, g)
+    assert _check(q, g) is _check(q, g)
+    # a later query that an earlier model satisfies is answered by that model (no search)
+    g2 = z3.And(x["N"] * x["C"] * x["H"] * x["W"] > 2**30, x["G"] == x["C"])
+    assert _check(q, g2)[2] is m
 
 
 def test_minimize_keeps_the_witness_in_its_region():

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,8 @@ from ..params import ConvParams
 from ..profiles import profile
 from ..rules import RULES, ErrorOutcome, determine_backend_memory_format, evaluate
 from ..shapes import SEED_GROUPS_ZERO, calc_output_size
-from ..spec import MF_CHANNELS_LAST, MF_CHANNELS_LAST_3D, MF_CONTIGUOUS, TensorSpec
+from ..spec import (MF_CHANNELS_LAST, MF_CHANNELS_LAST_3D, MF_CONTIGUOUS, MKLDNN_LAYOUT,
+                    TensorSpec)
 from . import pretty, solve
 from .reach import env_summary
 from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _build_key, _Evaluator,
@@ -98,14 +100,15 @@ def concrete_outcome(env: Environment, dims: int, transposed: bool, values: dict
             return ("crash",), None, CRASH
         return ("error", name), None, str(e).splitlines()[0] if str(e) else ""
     try:
-        rule, outcome = evaluate(p.ctx)
+        _, outcome = evaluate(p.ctx)
     except IndexError as e:  # pragma: no cover - the rule table has an error rule for it
         return ("error", "IndexError"), None, str(e)
     if isinstance(outcome, ErrorOutcome):
         exc = outcome.exception(p.ctx)
         return ("error", outcome.name), None, str(exc).splitlines()[0]
     mf = determine_backend_memory_format(p.ctx.input, p.ctx.weight, outcome, env)
-    params = ConvParams(*args[:5], args[5])
+    stride, padding, dilation, transposed_, output_padding, groups = args
+    params = ConvParams(stride, padding, dilation, transposed_, output_padding, groups)
     shape = tuple(int(x) for x in calc_output_size(inp, wgt, params))
     return ("backend", outcome.name, int(mf)), shape, ""
 
@@ -116,12 +119,15 @@ _MFS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_l
         "channels_last_3d": torch.channels_last_3d}
 
 
-def _call(dims: int, transposed: bool, v: dict, facts: dict):
+def _call(dims: int, transposed: bool, v: dict, facts: dict
+          ) -> tuple[TensorSpec, TensorSpec, tuple[list, list, list, bool, list, int]]:
+    """The call's input and weight specs and its ``(stride, padding, dilation, transposed,
+    output_padding, groups)``."""
     sp = SPATIAL[dims]
     ishape = (v["N"], v["C"]) + tuple(v[s] for s in sp)
     wshape = ((v["C"] if transposed else v["Cout"]), v["Cg"]) + tuple(v["k" + s] for s in sp)
     f = facts
-    layout = torch._mkldnn if f["layout"] == "mkldnn" else torch.strided
+    layout = MKLDNN_LAYOUT if f["layout"] == "mkldnn" else torch.strided
     inp = TensorSpec(ishape, dtype=_DT[f["dtype"]], device=f["device"],
                      requires_grad=f["requires_grad"], layout=layout,
                      memory_format=_MFS[f["input_mf"]])
@@ -311,7 +317,8 @@ class DiffResult:
                 lines.append(f"   witness: {w.call_text()}")
                 fl = {k: v for k, v in w.flags_a.items() if getattr(self.env_a, k) != v}
                 if fl:
-                    lines.append("            flags: " + ", ".join(f"{k}={v}" for k, v in fl.items()))
+                    lines.append("            flags: "
+                                 + ", ".join(f"{k}={v}" for k, v in fl.items()))
                 mark = "differ" if w.differs else "DO NOT DIFFER (bug)"
                 lines.append(f"            symconv: {w.outcome_a} -> {w.outcome_b} ({mark})")
                 for ch in w.checks:
@@ -513,7 +520,7 @@ def _error_cases(side: _SideCtx, st: Structure) -> tuple[list, Any]:
 def _rule_cases(side: _SideCtx, space: Space, leaf, st: Structure, assign: dict,
                 valid: Any, log: list) -> list:
     """The leaf's rule cases, backends split by memory format (reads are logged)."""
-    out = []
+    out: list = []
     ev, ctx = space._shared(st, space.full(st.dims, assign))
     for rname, terms in leaf.parts.items():
         rule = _RULE_BY_NAME[rname]
@@ -649,6 +656,7 @@ class _Plan:
     nnf_memo: dict = dataclasses.field(default_factory=dict)
     text_memo: dict = dataclasses.field(default_factory=dict)
     simplifiers: dict = dataclasses.field(default_factory=dict)
+    check_ids: dict = dataclasses.field(default_factory=dict)
 
     def domain(self, st: Structure):
         """The calls compared. When one side has the padding bound and the other has not,
@@ -767,12 +775,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     t0 = time.perf_counter()
     ea, la, eb, lb = resolve_sides(env_a, env_b)
     w = where if isinstance(where, Where) else parse_where(where)
-    if isinstance(dims, int) and not isinstance(dims, bool):
-        dims = (dims,)
-    if dims is not None:
-        for d in dims:
-            if d not in (1, 2, 3):
-                raise ValueError(f"dims must be 1, 2 or 3, got {d}")
+    dims = _dims_arg(dims)
     plan, notes = _plan(ea, eb, dims, w)
     boxd = dict(DEFAULT_BOX)
     boxd.update(box or {})
@@ -793,13 +796,11 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
             progress(f"structure {k + 1}/{len(structures)}: {st.dims}-D"
                      + (" transposed" if st.transposed else "")
                      + f" ({len(regions)} region(s) so far)")
-        s = solve.new_solver()
-        s.add(*[st.symbols[n] >= 0 for n in st.sizes])
-        # torch's sizes and parameters are int64
-        s.add(*[z3.And(x >= -D.INT64_MAX - 1, x <= D.INT64_MAX) for x in st.symbols.values()])
-        s.add(w.formula(st), plan.domain(st))
-        solvers[st.key] = s
-        if w.items and solve.verdict(s)[0] == "unsat":
+        q = solvers[st.key] = _Solver(st, [st.symbols[n] >= 0 for n in st.sizes] + [
+            # torch's sizes and parameters are int64
+            z3.And(x >= -D.INT64_MAX - 1, x <= D.INT64_MAX) for x in st.symbols.values()] + [
+            w.formula(st), plan.domain(st)])
+        if w.items and solve.verdict(q.s)[0] == "unsat":
             continue
         errs_a, valid_a = _error_cases(plan.A, st)
         sb0 = plan.B.space()
@@ -809,7 +810,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
         # the shape checks read no categorical fact: their differences are decided once per
         # structure (a side that passes them answers with a backend or a selection error)
         passes = ("passes",)
-        found, np_ = _compare(plan, st, solvers[st.key], {}, errs_a + [(valid_a, passes)],
+        found, np_ = _compare(plan, st, q, {}, errs_a + [(valid_a, passes)],
                               errs_b + [(valid_b, passes)], True, [], [], unknown)
         n_pairs += np_
         regions.extend(found)
@@ -827,7 +828,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
                 for assign, ca, cb in _expand(plan, sa, sb, st, stb, la_item, lb_item, joint,
                                               valid_a, valid_b):
                     n_leaves += 1
-                    found, np_ = _compare(plan, st, solvers[st.key], assign, ca, cb, shape_same,
+                    found, np_ = _compare(plan, st, q, assign, ca, cb, shape_same,
                                           plan.A.shape(st), plan.B.shape(stb), unknown)
                     n_pairs += np_
                     regions.extend(found)
@@ -842,7 +843,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     for r in regions:
         if not r.unknown:
             first = r.parts[0]
-            _witness(plan, r, first, sa, solvers[r.structure.key], validate, minimize)
+            _witness(plan, r, first, sa, solvers[r.structure.key].s, validate, minimize)
     t_describe = time.perf_counter() - t0 - t_explore
     timing = {"explore_compare": t_explore, "describe_coverage_witness": t_describe}
     if regions:
@@ -864,6 +865,20 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     res.timing = {k: round(v, 3) for k, v in timing.items()}
     res.leaves = n_leaves
     return res
+
+
+def _dims_arg(dims: object) -> tuple[int, ...] | None:
+    """``dims`` as a tuple (``None``: every number of dims); a bool or anything but 1, 2 or 3
+    is refused (``True`` is not 1 here)."""
+    if dims is None:
+        return None
+    if isinstance(dims, bool) or not isinstance(dims, (int, Sequence)) or isinstance(dims, str):
+        raise ValueError(f"dims must be 1, 2 or 3 or a sequence of them, got {dims!r}")
+    items = [dims] if isinstance(dims, int) else list(dims)
+    for d in items:
+        if isinstance(d, bool) or d not in (1, 2, 3):
+            raise ValueError(f"dims must be 1, 2 or 3, got {d!r}")
+    return tuple(items)
 
 
 def _expand(plan: _Plan, sa: Space, sb: Space, st, stb, leaf_a, leaf_b, joint: dict,
@@ -909,7 +924,7 @@ def _kind(a: tuple, b: tuple) -> str:
     return "memory format"
 
 
-def _compare(plan: _Plan, st: Structure, s: z3.Solver, assign: dict, ca: list, cb: list,
+def _compare(plan: _Plan, st: Structure, q: _Solver, assign: dict, ca: list, cb: list,
              shape_same: bool, shape_a: list, shape_b: list, unknown: list) -> tuple[list, int]:
     """Regions of one leaf: satisfiable pairs of differing answers."""
     def key(f, lbl):
@@ -919,7 +934,7 @@ def _compare(plan: _Plan, st: Structure, s: z3.Solver, assign: dict, ca: list, c
     ka = {key(f, l) for f, l in ca}
     ua = [(f, l) for f, l in ca if key(f, l) not in kb]
     ub = [(f, l) for f, l in cb if key(f, l) not in ka]
-    out = []
+    out: list = []
     pairs = 0
     cands = []
     for (fa, la_), (fb, lb_) in itertools.product(ua, ub):
@@ -946,14 +961,14 @@ def _compare(plan: _Plan, st: Structure, s: z3.Solver, assign: dict, ca: list, c
     while rest:
         g_any = cands[rest[0]][0] if len(rest) == 1 else z3.Or(*[cands[i][0] for i in rest])
         pairs += 1
-        v, why, m = _check(s, st, g_any)
+        v, why, m = _check(q, g_any)
         if v == "unsat":
             break
         if v != "sat":  # undecided together: ask each pair on its own
             for i in rest:
                 if len(rest) > 1:
                     pairs += 1
-                    sat_by[i] = _check(s, st, cands[i][0])
+                    sat_by[i] = _check(q, cands[i][0])
                 else:
                     sat_by[i] = (v, why, m)
             break
@@ -990,48 +1005,57 @@ def _flat_and(e) -> list:
     return [e]
 
 
-def _check(s: z3.Solver, st: Structure, g) -> tuple[str, str, Any]:
+class _Solver:
+    """The incremental solver of one structure and what its queries share: the memo of
+    answers, the literal that bounds every symbol to [-64, 64] when assumed, the models of
+    recent satisfiable queries and the probe points' numpy memo."""
+
+    def __init__(self, st: Structure, assertions: list) -> None:
+        self.st = st
+        self.s = solve.new_solver()
+        self.s.add(*assertions)
+        self.base = _and(*assertions)
+        self.bound = z3.Bool("__diff_bound")
+        self.s.add(z3.Implies(self.bound, z3.And(*[z3.And(x >= -64, x <= 64)
+                                                   for x in st.symbols.values()])))
+        self.cache: dict = {}
+        self.models: list = []
+        self.probe: dict | None = None
+
+
+def _check(q: _Solver, g) -> tuple[str, str, Any]:
     """Satisfiability of ``g`` with the solver's context: ``(verdict, reason, model or
-    None)``. Small values first (every symbol in [-64, 64], under an assumption literal added
-    once per solver), then unbounded. Memoised per solver on the term (the same term under the
-    same assertions has the same answer)."""
-    cache = getattr(s, "_diff_cache", None)
-    if cache is None:
-        cache = s._diff_cache = {}  # type: ignore[attr-defined]
-    hit = cache.get(g.get_id())
+    None)``. Memoised on the term (the same term under the same assertions has the same
+    answer)."""
+    hit = q.cache.get(g.get_id())
     if hit is not None:
         return hit[1]
-    out = _check_uncached(s, st, g)
-    cache[g.get_id()] = (g, out)  # the term is kept alive, so its id is not reused
+    out = _check_uncached(q, g)
+    q.cache[g.get_id()] = (g, out)  # the term is kept alive, so its id is not reused
     return out
 
 
 _POOL = 10  # models of a solver's recent satisfiable queries tried on each new query
 
 
-def _check_uncached(s: z3.Solver, st: Structure, g) -> tuple[str, str, Any]:
-    lit = getattr(s, "_diff_bound", None)
-    if lit is None:
-        lit = z3.Bool("__diff_bound")
-        s.add(z3.Implies(lit, z3.And(*[z3.And(x >= -64, x <= 64)
-                                       for x in st.symbols.values()])))
-        s._diff_bound = lit  # type: ignore[attr-defined]
-        s._diff_models = []  # type: ignore[attr-defined]
+def _check_uncached(q: _Solver, g) -> tuple[str, str, Any]:
     # neighbouring leaves ask about the same integer conditions under other categorical facts:
     # a model of an earlier query (it satisfies the solver's assertions) that satisfies ``g``
     # is a model of this one, found without a search
-    pool = s._diff_models  # type: ignore[attr-defined]
-    for m in reversed(pool):
+    for m in reversed(q.models):
         if z3.is_true(m.eval(g, model_completion=True)):
             return "sat", "", m
-    out = _search(s, st, g, lit)
+    out = _search(q, g)
     if out[0] == "sat":
-        pool.append(out[2])
-        del pool[:-_POOL]
+        q.models.append(out[2])
+        del q.models[:-_POOL]
     return out
 
 
-def _search(s: z3.Solver, st: Structure, g, lit) -> tuple[str, str, Any]:
+def _search(q: _Solver, g) -> tuple[str, str, Any]:
+    """Small values first (every symbol in [-64, 64]), then unbounded with a step limit, then
+    the structure's probe points, then an unlimited search."""
+    s, lit = q.s, q.bound
     s.push()
     try:
         s.add(g)
@@ -1054,7 +1078,7 @@ def _search(s: z3.Solver, st: Structure, g, lit) -> tuple[str, str, Any]:
             return "unsat", "", None
         # large values (64-bit indexing, big channel counts): try the structure's probe points
         # (numpy) before the unlimited search; a hit is confirmed by Z3 with every symbol fixed
-        m = _probe(s, st, g)
+        m = _probe(q, g)
         if m is not None:
             return "sat", "", m
         v, why = solve.verdict(s)
@@ -1100,26 +1124,22 @@ def _probe_points(st: Structure) -> dict:
     return out
 
 
-def _probe(s: z3.Solver, st: Structure, g) -> Any:
+def _probe(q: _Solver, g) -> Any:
     """A model of the solver's assertions and ``g`` among the structure's probe points, or
     ``None``. numpy finds the candidate (the per-solver memo shares the assertions' and the
     leaves' common subterms across queries); Z3 confirms it with every symbol fixed, so a
     result is always a real model."""
-    pr = getattr(s, "_diff_probe", None)
-    if pr is None:
+    s, st = q.s, q.st
+    if q.probe is None:
         pts = _probe_points(st)
-        env = dict(pts)
-        env["__diff_bound"] = np.zeros(_PROBE_N, dtype=bool)
-        lit = s._diff_bound  # type: ignore[attr-defined]
-        base = [a for a in s.assertions() if not _mentions(a, lit)]
-        pr = s._diff_probe = {"pts": pts, "env": env, "memo": {}, "base": _and(*base),
-                              "ok": True}  # type: ignore[attr-defined]
+        q.probe = {"pts": pts, "env": dict(pts), "memo": {}, "ok": True}
+    pr = q.probe
     if not pr["ok"]:
         return None
     try:
         with np.errstate(all="ignore"):
             hold = np.logical_and(
-                np.broadcast_to(np.asarray(np_eval(pr["base"], pr["env"], pr["memo"]),
+                np.broadcast_to(np.asarray(np_eval(q.base, pr["env"], pr["memo"]),
                                            dtype=bool), (_PROBE_N,)),
                 np.broadcast_to(np.asarray(np_eval(g, pr["env"], pr["memo"]), dtype=bool),
                                 (_PROBE_N,)))
@@ -1141,22 +1161,6 @@ def _probe(s: z3.Solver, st: Structure, g) -> Any:
         finally:
             s.pop()
     return None
-
-
-def _mentions(e, x) -> bool:
-    todo, seen = [e], set()
-    xid = x.get_id()
-    while todo:
-        t = todo.pop()
-        i = t.get_id()
-        if i == xid:
-            return True
-        if i in seen:
-            continue
-        seen.add(i)
-        if z3.is_app(t):
-            todo.extend(t.children())
-    return False
 
 
 def _describe(plan: _Plan, r: DiffRegion, sa: Space) -> None:
@@ -1184,9 +1188,12 @@ def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, tkey: tuple) -> No
     if r.kind != "error":
         # both sides answer with a backend: the call passes both sides' shape checks; say so
         # once instead of listing every check (they are the very same z3 terms)
-        checks = [c for _, c in plan.A.checks(st)] + [c for _, c in plan.B.checks(st)]
-        ids = {c.get_id() for c in checks}
-        ids |= {x.get_id() for c in checks for x in _flat_and(c)}
+        ids = plan.check_ids.get(st.key)
+        if ids is None:
+            checks = [c for _, c in plan.A.checks(st)] + [c for _, c in plan.B.checks(st)]
+            ids = {c.get_id() for c in checks}
+            ids |= {x.get_id() for c in checks for x in _flat_and(c)}
+            plan.check_ids[st.key] = ids  # the checks are kept alive by the sides' caches
         flat = _flat_and(f)
         kept = [c for c in flat if c.get_id() not in ids]
         if len(kept) < len(flat):
@@ -1231,14 +1238,56 @@ def _name_pairs(names: list) -> list:
 def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solver,
              validate: bool, minimize: bool = False) -> None:
     st = r.structure
+    facts = _full_facts(sa, st.dims, part.assign)
+    fl = _flags(sa, st.dims, part.assign)
+    fa = dict(fl)
+    fa.update(plan.flags_a)
+    fb = dict(fl)
+    fb.update(plan.flags_b)
+    names = _check_names(plan, st)
+    found = None
+    # from the model that proved the region (no search for a first model); if that call's
+    # concrete answers do not differ (huge values where torch's int64 arithmetic wraps around,
+    # which the symbolic formulas do not model), from a search for small values instead
+    for start in ([part.model] if part.model is not None else []) + [None]:
+        values = _witness_values(s, st, part, minimize, start)
+        if values is None:  # pragma: no cover - the pair was just found satisfiable
+            continue
+        oa, sha, ma = concrete_outcome(_side_env(plan.A.env, fa), st.dims, st.transposed,
+                                       values, facts)
+        ob, shb, mb = concrete_outcome(_side_env(plan.B.env, fb), st.dims, st.transposed,
+                                       values, facts)
+        differs = ((oa != ob or sha != shb) and _agrees(r.a, oa, names)
+                   and _agrees(r.b, ob, names))
+        found = (values, oa, sha, ma, ob, shb, mb, differs)
+        if differs:
+            break
+    if found is None:  # pragma: no cover - the pair was just found satisfiable
+        r.unknown = True
+        return
+    values, oa, sha, ma, ob, shb, mb, differs = found
+    ta = outcome_text(oa) + (f" {list(sha)}" if sha else "")
+    tb = outcome_text(ob) + (f" {list(shb)}" if shb else "")
+    checks = []
+    if validate:
+        for side, env, flags, lbl, msg in (("A", plan.A.env, fa, oa, ma),
+                                           ("B", plan.B.env, fb, ob, mb)):
+            checks.append(_torch_check(side, env, flags, st, values, facts, lbl, msg, names))
+    r.witness = DiffWitness(st.dims, st.transposed, values, facts, fa, fb, ta, tb, differs,
+                            checks)
+
+
+def _witness_values(s: z3.Solver, st: Structure, part: DiffRegion, minimize: bool,
+                    start: dict | None) -> dict | None:
+    """A call of the region part with as many values as possible at their preferred values,
+    searched from ``start`` (a model of the part) or, with ``None``, from scratch; calls whose
+    tensors torch can build here are preferred."""
     values = None
     s.push()
     try:
         s.add(part.formula)
-        if part.model is not None:
-            # the model that proved the region is where the search starts (no search for a
-            # first model)
-            values = solve.minimise(s, st.symbols, shrink=minimize, start=part.model)
+        if start is not None:
+            values = solve.minimise(s, st.symbols, shrink=minimize, start=start)
         if values is None or not _buildable(st, values):
             # prefer calls whose tensors torch can build (the replay limit), if Z3 finds one soon
             s.push()
@@ -1259,30 +1308,7 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solv
             values = solve.minimise(s, st.symbols, shrink=minimize)
     finally:
         s.pop()
-    if values is None:  # pragma: no cover - the pair was just found satisfiable
-        r.unknown = True
-        return
-    facts = _full_facts(sa, st.dims, part.assign)
-    fl = _flags(sa, st.dims, part.assign)
-    fa = dict(fl)
-    fa.update(plan.flags_a)
-    fb = dict(fl)
-    fb.update(plan.flags_b)
-    oa, sha, ma = concrete_outcome(_side_env(plan.A.env, fa), st.dims, st.transposed, values,
-                                   facts)
-    ob, shb, mb = concrete_outcome(_side_env(plan.B.env, fb), st.dims, st.transposed, values,
-                                   facts)
-    names = _check_names(plan, st)
-    differs = (oa != ob or sha != shb) and _agrees(r.a, oa, names) and _agrees(r.b, ob, names)
-    ta = outcome_text(oa) + (f" {list(sha)}" if sha else "")
-    tb = outcome_text(ob) + (f" {list(shb)}" if shb else "")
-    checks = []
-    if validate:
-        for side, env, flags, lbl, msg in (("A", plan.A.env, fa, oa, ma),
-                                           ("B", plan.B.env, fb, ob, mb)):
-            checks.append(_torch_check(side, env, flags, st, values, facts, lbl, msg, names))
-    r.witness = DiffWitness(st.dims, st.transposed, values, facts, fa, fb, ta, tb, differs,
-                            checks)
+    return values
 
 
 MAX_REPLAY = 2**26
@@ -1383,7 +1409,7 @@ def _merge(plan: _Plan, sa: Space, regions: list) -> list:
 
 def _fact_prob(sa: Space, plan: _Plan, dims: int, facts: dict) -> float:
     p = 1.0
-    for k, v in facts.items():
+    for k in facts:
         if k in ("dims", "transposed") or k not in plan.shared:
             continue
         p /= max(1, len(sa.vars(dims)[k].values))
@@ -1472,7 +1498,7 @@ def _assign_from_witness(sa: Space, st: Structure, w: DiffWitness, plan: _Plan) 
     full = {"device": w.facts["device"], "requires_grad": w.facts["requires_grad"]}
     for k, table in (("dtype", _DT), ("input_mf", _MFS), ("weight_mf", _MFS)):
         full[k] = table[w.facts[k]]
-    full["layout"] = torch._mkldnn if w.facts["layout"] == "mkldnn" else torch.strided
+    full["layout"] = MKLDNN_LAYOUT if w.facts["layout"] == "mkldnn" else torch.strided
     for k in FLAG_VARS:
         full[k] = w.flags_a[k]
     return {k: full[k] for k in plan.shared}
@@ -1525,7 +1551,7 @@ def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
         else:
             st = structures[int(rng.integers(len(structures)))]
             assign = {}
-            for name, vals in plan.shared.items():
+            for name in plan.shared:
                 dom = sa.vars(st.dims)[name].values
                 assign[name] = dom[int(rng.integers(len(dom)))]
             values = _draw_values(st, boxd, rng)
@@ -1561,7 +1587,7 @@ def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
         names = list(items[0][1])
         env = {k: np.array([it[1][k] for it in items], dtype=object) for k in names}
         inside = np.full(len(items), -1)
-        for idx, (r, part) in enumerate(by_struct.get(key, [])):
+        for idx, (_, part) in enumerate(by_struct.get(key, [])):
             facts_ok = np.array([all(it[0].get(k) == v for k, v in part.assign.items())
                                  for it in items])
             if not facts_ok.any():
@@ -1570,7 +1596,7 @@ def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
                                    (len(items),))
             inside = np.where((inside < 0) & facts_ok & hold, idx, inside)
         regs = by_struct.get(key, [])
-        for j, (assign, values, differ, call) in enumerate(items):
+        for j, (_, _, differ, call) in enumerate(items):
             if differ and inside[j] < 0:
                 uncovered.append(call)
             elif not differ and inside[j] >= 0:

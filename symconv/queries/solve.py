@@ -93,8 +93,8 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
 
     ``start`` (symbol name -> int), a known model of the assertions, replaces the first search
     for a small model: the search stays within the smallest of the bounds (8, 64, 1024, 2**20)
-    that holds it, and where a step is undecided the answer is the best model so far (``start``
-    at worst), never ``None``.
+    that holds it (within the start's largest magnitude beyond them), and where a step is
+    undecided the answer is the best model so far (``start`` at worst), never ``None``.
     """
     deadline = time.monotonic() + budget_s
     names = sorted(symbols, key=_order_key)
@@ -109,11 +109,10 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
     try:
         if start is not None:
             cur = {n: int(start[n]) for n in names}
-            for bound in _BOUNDS:
-                if all(abs(v) <= bound for v in cur.values()):
-                    s.push()
-                    s.add(*[z3.And(symbols[n] >= -bound, symbols[n] <= bound) for n in names])
-                    break
+            top = max([abs(v) for v in cur.values()] + [1])
+            bound = next((b for b in _BOUNDS if top <= b), top)
+            s.push()
+            s.add(*[z3.And(symbols[n] >= -bound, symbols[n] <= bound) for n in names])
         else:
             # bounded first: keeps models small and the later steps fast
             for bound in _BOUNDS:
@@ -166,9 +165,8 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
         if not pinned and start is not None:
             # undecided: keep the symbols of the current model that are at their targets
             pinned = [n for n in names if cur[n] == tgt[n]]
-        for n in pinned:
-            s.push()
-            s.add(symbols[n] == tgt[n])
+        s.push()
+        s.add(*[symbols[n] == tgt[n] for n in pinned])
         # where a target can't be met, stay on its side of 0 (dilation 2 rather than 0: both
         # are "dilated", but torch's kernels refuse 0)
         for n in names:

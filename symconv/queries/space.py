@@ -469,13 +469,12 @@ class Space:
             log, facts = ev.log, ev.facts
             ev.log = ev.facts = None
         reads = tuple((v, vals[v]) for v in dict.fromkeys(log))
-        facts = tuple(dict.fromkeys(facts))
         if not isinstance(value, (bool, z3.ExprRef)):
             if isinstance(value, (int,)):
                 value = bool(value)
             else:
                 value = D.to_z3(value)
-        out = (value, reads, facts, D.truth(value))
+        out = (value, reads, tuple(dict.fromkeys(facts)), D.truth(value))
         entries.append((out, reads))
         return out
 
