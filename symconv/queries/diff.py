@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -400,15 +401,10 @@ def _checks(env: Environment, st: Structure) -> list[tuple[str, Any]]:
     return out
 
 
-def _zb(x) -> Any:
+def _z(x) -> Any:
+    """A z3 term of a bool, an int or a symbolic value."""
     if isinstance(x, bool):
         return z3.BoolVal(x)
-    if isinstance(x, z3.ExprRef):
-        return x
-    return D.to_z3(x)
-
-
-def _zi(x) -> Any:
     if isinstance(x, int):
         return z3.IntVal(x)
     if isinstance(x, z3.ExprRef):
@@ -428,7 +424,7 @@ def _and(*xs):
     kept = []
     for x in xs:
         if not isinstance(x, z3.ExprRef):
-            x = _zb(x)
+            x = _z(x)
         i = x.get_id()
         if i == _TRUE_ID:
             continue
@@ -485,7 +481,7 @@ class _SideCtx:
         if isinstance(mf, int) and not isinstance(mf, bool):
             value = [(int(mf), z3.BoolVal(True))]
         else:
-            m = _zi(mf)
+            m = _z(mf)
             value = [(code, m == code) for code in _ite_values(m)]
         entries.append((reads, value))
         return value
@@ -501,7 +497,7 @@ class _SideCtx:
                                 st.output_padding, st.groups)
             out = calc_output_size(TensorSpec(st.input_shape), TensorSpec(st.weight_shape),
                                    params)
-            self._shapes[st.key] = [_zi(x) for x in out]
+            self._shapes[st.key] = [_z(x) for x in out]
         return self._shapes[st.key]
 
 
@@ -564,6 +560,16 @@ def _ite_values(m) -> list:
 # numpy evaluation of z3 formulas (coverage and the sampled check)
 
 
+# numpy counterparts of z3's operators: n-ary ones folded left to right, and binary ones
+_NP_FOLD: dict[int, Callable[[Any, Any], Any]] = {
+    z3.Z3_OP_AND: np.logical_and, z3.Z3_OP_OR: np.logical_or, z3.Z3_OP_ADD: operator.add,
+    z3.Z3_OP_SUB: operator.sub, z3.Z3_OP_MUL: operator.mul}
+_NP_BINARY: dict[int, Callable[[Any, Any], Any]] = {
+    z3.Z3_OP_IMPLIES: lambda x, y: np.logical_or(np.logical_not(x), y),
+    z3.Z3_OP_EQ: np.equal, z3.Z3_OP_DISTINCT: np.not_equal, z3.Z3_OP_LE: np.less_equal,
+    z3.Z3_OP_LT: np.less, z3.Z3_OP_GE: np.greater_equal, z3.Z3_OP_GT: np.greater}
+
+
 def np_eval(e: Any, env: dict, memo: dict | None = None):
     """Evaluate a z3 integer/boolean term on numpy arrays (int64 or object) of symbol values,
     with Z3's semantics (``div``/``mod`` round towards minus infinity for positive divisors)."""
@@ -584,42 +590,15 @@ def np_eval(e: Any, env: dict, memo: dict | None = None):
     else:
         k = e.decl().kind()
         a = [np_eval(c, env, memo) for c in e.children()]
-        if k == z3.Z3_OP_AND:
+        fold = _NP_FOLD.get(k)
+        if fold is not None:  # n-ary, folded left to right
             r = a[0]
             for x in a[1:]:
-                r = np.logical_and(r, x)
-        elif k == z3.Z3_OP_OR:
-            r = a[0]
-            for x in a[1:]:
-                r = np.logical_or(r, x)
+                r = fold(r, x)
+        elif k in _NP_BINARY:
+            r = _NP_BINARY[k](a[0], a[1])
         elif k == z3.Z3_OP_NOT:
             r = np.logical_not(a[0])
-        elif k == z3.Z3_OP_IMPLIES:
-            r = np.logical_or(np.logical_not(a[0]), a[1])
-        elif k == z3.Z3_OP_EQ:
-            r = np.equal(a[0], a[1])
-        elif k == z3.Z3_OP_DISTINCT:
-            r = np.not_equal(a[0], a[1])
-        elif k == z3.Z3_OP_LE:
-            r = np.less_equal(a[0], a[1])
-        elif k == z3.Z3_OP_LT:
-            r = np.less(a[0], a[1])
-        elif k == z3.Z3_OP_GE:
-            r = np.greater_equal(a[0], a[1])
-        elif k == z3.Z3_OP_GT:
-            r = np.greater(a[0], a[1])
-        elif k == z3.Z3_OP_ADD:
-            r = a[0]
-            for x in a[1:]:
-                r = r + x
-        elif k == z3.Z3_OP_SUB:
-            r = a[0]
-            for x in a[1:]:
-                r = r - x
-        elif k == z3.Z3_OP_MUL:
-            r = a[0]
-            for x in a[1:]:
-                r = r * x
         elif k == z3.Z3_OP_UMINUS:
             r = -a[0]
         elif k in (z3.Z3_OP_IDIV, z3.Z3_OP_MOD):
@@ -1059,19 +1038,11 @@ def _search(q: _Solver, g) -> tuple[str, str, Any]:
     s.push()
     try:
         s.add(g)
-        s.set("rlimit", solve.STEP_RLIMIT)
-        try:
-            small = s.check(lit)
-        finally:
-            s.set("rlimit", 0)
+        small = solve.limited_check(s, lit)
         if small == z3.sat:
             return "sat", "", s.model()
         # unbounded, with the same step limit: most unsatisfiable pairs are decided here
-        s.set("rlimit", solve.STEP_RLIMIT)
-        try:
-            quick = s.check()
-        finally:
-            s.set("rlimit", 0)
+        quick = solve.limited_check(s)
         if quick == z3.sat:
             return "sat", "", s.model()
         if quick == z3.unsat:
@@ -1152,12 +1123,8 @@ def _probe(q: _Solver, g) -> Any:
         try:
             s.add(g)
             s.add(*[x == int(pr["pts"][n][i]) for n, x in st.symbols.items()])
-            s.set("rlimit", solve.STEP_RLIMIT)
-            try:
-                if s.check() == z3.sat:
-                    return s.model()
-            finally:
-                s.set("rlimit", 0)
+            if solve.limited_check(s) == z3.sat:
+                return s.model()
         finally:
             s.pop()
     return None
@@ -1204,9 +1171,8 @@ def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, tkey: tuple) -> No
         nkey = (st.key, tkey)
         names = plan.names_cache.get(nkey)
         if names is None:
-            names = plan.names_cache[nkey] = _name_pairs(pretty.named_terms(
-                sa.leaf_ctx(st, r.assign)))
-        e = pretty.fold(z3.substitute(f, *names) if names else f, plan.fold_memo)
+            names = plan.names_cache[nkey] = pretty.named_terms(sa.leaf_ctx(st, r.assign))
+        e = pretty.abstract(f, names, plan.fold_memo)
     except Exception:  # noqa: BLE001 - naming is cosmetic; the raw formula is exact
         e = f
     conj = solve.nnf_conjuncts(e, plan.nnf_memo)
@@ -1220,19 +1186,6 @@ def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, tkey: tuple) -> No
         simp = plan.simplifiers[skey] = solve.Simplifier(ctx)
     conj = simp.simplify(conj)
     r.conditions = prefix + solve.named_atoms(conj, SPATIAL[st.dims], plan.text_memo)
-
-
-def _name_pairs(names: list) -> list:
-    """``pretty.abstract``'s substitution pairs: each named sub-term by an atom of its name."""
-    pairs = []
-    seen = set()
-    for name, t in names:
-        if t.get_id() in seen:
-            continue
-        seen.add(t.get_id())
-        atom = z3.Bool(name) if t.sort() == z3.BoolSort() else z3.Int(name)
-        pairs.append((t, atom))
-    return pairs
 
 
 def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solver,
@@ -1293,12 +1246,7 @@ def _witness_values(s: z3.Solver, st: Structure, part: DiffRegion, minimize: boo
             s.push()
             s.add(D.to_z3(D.prod(st.input_shape)) <= MAX_REPLAY,
                   D.to_z3(D.prod(st.weight_shape)) <= MAX_REPLAY)
-            s.set("rlimit", solve.STEP_RLIMIT)
-            try:
-                small = s.check()
-            finally:
-                s.set("rlimit", 0)
-            if small == z3.sat:
+            if solve.limited_check(s) == z3.sat:
                 m = s.model()
                 values = solve.minimise(s, st.symbols, shrink=minimize, start={
                     n: m.eval(x, model_completion=True).as_long()

@@ -68,8 +68,8 @@ def named_terms(ctx: Ctx) -> list[tuple[str, Any]]:
     return out
 
 
-def abstract(e: Any, names: list[tuple[str, Any]]) -> Any:
-    """Replace the named sub-terms by atoms, then fold."""
+def abstract(e: Any, names: list[tuple[str, Any]], memo: dict | None = None) -> Any:
+    """Replace the named sub-terms by atoms, then fold (``memo`` as for :func:`fold`)."""
     pairs = []
     seen = set()
     for name, t in names:
@@ -80,7 +80,7 @@ def abstract(e: Any, names: list[tuple[str, Any]]) -> Any:
         pairs.append((t, atom))
     if pairs:
         e = z3.substitute(e, *pairs)
-    return fold(e)
+    return fold(e, memo)
 
 
 def _num(e) -> int | None:

@@ -33,6 +33,16 @@ def verdict(s: z3.Solver, *assumptions) -> tuple[str, str]:
     return "unknown", s.reason_unknown()
 
 
+def limited_check(s: z3.Solver, *assumptions, rlimit: int | None = None) -> Any:
+    """``s.check(*assumptions)`` bounded by Z3's resource limit (``STEP_RLIMIT`` by default):
+    a deterministic step budget, unlike time; past it the answer is ``unknown``."""
+    s.set("rlimit", STEP_RLIMIT if rlimit is None else int(rlimit))
+    try:
+        return s.check(*assumptions)
+    finally:
+        s.set("rlimit", 0)
+
+
 def verdict_small_first(s: z3.Solver, symbols, bound: int = 64) -> tuple[str, str]:
     """Like :func:`verdict`, trying small values first: a model with every symbol in
     ``[-bound, bound]`` is a model (often found much faster); otherwise the unbounded check
@@ -281,18 +291,27 @@ def simplify_conjuncts(conjuncts: list, context: Sequence[Any], *, timeout_ms: i
     deadline = time.monotonic() + budget_s
     s = new_solver(timeout_ms)
     s.add(*context)
+
+    def unsat(terms: list) -> bool:  # past the budget nothing more is removed
+        return time.monotonic() <= deadline and s.check(*terms) == z3.unsat
+
+    return _drop_implied(conjuncts, unsat, lambda: time.monotonic() < deadline)
+
+
+def _drop_implied(conjuncts: list, unsat, go_on=lambda: True) -> list:
+    """Drop the conjuncts that the others imply and the disjuncts that can't hold with the
+    others; ``unsat(terms)`` says whether the terms can't hold together (with the context)."""
     cur = list(conjuncts)
     i = 0
-    while i < len(cur) and time.monotonic() < deadline:
+    while i < len(cur) and go_on():
         others = cur[:i] + cur[i + 1:]
-        if s.check(*others, z3.Not(cur[i])) == z3.unsat:
+        if unsat(others + [z3.Not(cur[i])]):
             cur.pop(i)
             continue
         c = cur[i]
         if z3.is_app(c) and c.decl().kind() == z3.Z3_OP_OR:
             ds = _flatten(c, z3.Z3_OP_OR)
-            keep = [d for d in ds if time.monotonic() > deadline
-                    or s.check(*others, d) != z3.unsat]
+            keep = [d for d in ds if not unsat(others + [d])]
             if keep and len(keep) < len(ds):
                 if len(keep) == 1:
                     cur[i:i + 1] = nnf_conjuncts(keep[0])
@@ -323,33 +342,12 @@ class Simplifier:
         hit = self._memo.get(key)
         if hit is not None:
             return hit[1]
-        self.s.set("rlimit", self.rlimit)
-        try:
-            out = self.s.check(*terms) == z3.unsat
-        finally:
-            self.s.set("rlimit", 0)
+        out = limited_check(self.s, *terms, rlimit=self.rlimit) == z3.unsat
         self._memo[key] = (terms, out)  # the terms are kept alive, so their ids are not reused
         return out
 
     def simplify(self, conjuncts: list) -> list:
-        cur = list(conjuncts)
-        i = 0
-        while i < len(cur):
-            others = cur[:i] + cur[i + 1:]
-            if self._unsat(others + [z3.Not(cur[i])]):
-                cur.pop(i)
-                continue
-            c = cur[i]
-            if z3.is_app(c) and c.decl().kind() == z3.Z3_OP_OR:
-                ds = _flatten(c, z3.Z3_OP_OR)
-                keep = [d for d in ds if not self._unsat(others + [d])]
-                if keep and len(keep) < len(ds):
-                    if len(keep) == 1:
-                        cur[i:i + 1] = nnf_conjuncts(keep[0])
-                        continue
-                    cur[i] = z3.Or(*keep)
-            i += 1
-        return cur
+        return _drop_implied(conjuncts, self._unsat)
 
 
 _OPS = {z3.Z3_OP_LE: "<=", z3.Z3_OP_LT: "<", z3.Z3_OP_GE: ">=", z3.Z3_OP_GT: ">",
