@@ -39,7 +39,7 @@ from ..spec import (MF_CHANNELS_LAST, MF_CHANNELS_LAST_3D, MF_CONTIGUOUS, MKLDNN
                     TensorSpec)
 from . import pretty, solve
 from .reach import env_summary
-from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _build_key, _Evaluator,
+from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _Evaluator,
                     _valid_combo, fact_text, value_name, variables)
 from .space import clear_caches as _space_clear_caches
 from .where import Where, WhereError, parse_where, require_satisfiable
@@ -462,28 +462,39 @@ class _SideCtx:
     def memory_formats(self, st: Structure, backend: ConvBackend, ev: _Evaluator, ctx,
                        log: list) -> list:
         """``[(code, z3 condition)]`` of the backend's memory format in this context, memoised
-        on the categorical facts it read (which are appended to ``log``) and shared by every
-        side of the same build (the flags come from ``ev``, like the rules' conditions)."""
-        entries = _MF_CACHE.setdefault((_build_key(self.env), st.key, backend), [])
+        on the categorical facts and the build facts it read (the categorical ones are appended
+        to ``log``), so sides share it wherever they read the same (the same build, or torch
+        versions whose memory-format logic reads no version). The key holds the tensors' shape
+        terms, so a structure that another build prepares differently has entries of its
+        own."""
+        key = (st.key, backend, _spec_key(ctx.input), _spec_key(ctx.weight))
+        hit = _MF_CACHE.get(key)
+        if hit is None:  # the specs keep their terms (the key's ids) alive
+            hit = _MF_CACHE[key] = ((ctx.input.shape, ctx.weight.shape, ctx.input.strides,
+                                     ctx.weight.strides), [])
+        entries = hit[1]
         vals = ev.values
-        for reads, value in entries:
-            if all(vals[v] == x for v, x in reads):
+        env = self.env
+        for reads, build, value in entries:
+            if all(vals[v] == x for v, x in reads) and all(getattr(env, f) == x
+                                                            for f, x in build):
                 log.extend(v for v, _ in reads)
                 return value
         ev.log, ev.facts = [], []
         try:
             mf = determine_backend_memory_format(ctx.input, ctx.weight, backend, ctx.env)
         finally:
-            got = ev.log
+            got, facts = ev.log, ev.facts
             ev.log = ev.facts = None
         log.extend(got)
         reads = tuple((v, vals[v]) for v in dict.fromkeys(got))
+        build = tuple((f, getattr(env, f)) for f in dict.fromkeys(facts))
         if isinstance(mf, int) and not isinstance(mf, bool):
             value = [(int(mf), z3.BoolVal(True))]
         else:
             m = _z(mf)
             value = [(code, m == code) for code in _ite_values(m)]
-        entries.append((reads, value))
+        entries.append((reads, build, value))
         return value
 
     def checks(self, st: Structure) -> list:
@@ -532,8 +543,17 @@ def _rule_cases(side: _SideCtx, space: Space, leaf, st: Structure, assign: dict,
 
 
 _RULE_BY_NAME = {r.name: r for r in RULES}
-# memory formats per (build, structure, backend): see _SideCtx.memory_formats
+# memory formats per (structure, backend, tensor shapes): see _SideCtx.memory_formats
 _MF_CACHE: dict = {}
+
+
+def _spec_key(spec: TensorSpec) -> tuple:
+    """The z3 ids of a spec's shape and explicit strides (z3 shares equal terms: equal ids are
+    equal terms while they are alive)."""
+    def ids(xs) -> tuple:
+        return tuple(x.get_id() if isinstance(x, z3.ExprRef) else ("int", x) for x in xs)
+
+    return (ids(spec.shape), None if spec.strides is None else ids(spec.strides))
 
 
 def clear_caches() -> None:
@@ -1311,42 +1331,62 @@ def _numel(shape) -> int:
 def _merge(plan: _Plan, sa: Space, regions: list) -> list:
     """Merge regions with the same answers and conditions whose facts differ in one fact only
     (``v == a`` or ``v == b`` -> ``v in (a, b)``; a fact whose every value is covered is
-    dropped). The merged formula is the disjunction; the first witness is kept."""
+    dropped). The merged formula is the disjunction; the first witness is kept. Pairs merge in
+    list order: always the first mergeable pair (i, j), i < j, of the current list."""
     def as_set(v):
         return v if isinstance(v, tuple) else (v,)
 
-    changed = True
-    while changed:
-        changed = False
-        for i, r in enumerate(regions):
-            for j in range(i + 1, len(regions)):
-                q = regions[j]
-                if (r.kind, r.a, r.b, r.conditions, r.structure.key) != \
-                        (q.kind, q.a, q.b, q.conditions, q.structure.key):
-                    continue
-                if set(r.facts) != set(q.facts):
-                    continue
-                diffk = [k for k in r.facts if r.facts[k] != q.facts[k]]
-                if len(diffk) != 1:
-                    continue
-                k = diffk[0]
-                vals = tuple(dict.fromkeys(as_set(r.facts[k]) + as_set(q.facts[k])))
-                facts = dict(r.facts)
-                dom = sa.vars(r.structure.dims)[k].values if k in plan.shared else ()
-                if dom and all(x in vals for x in dom):
-                    facts.pop(k)
-                else:
-                    facts[k] = vals
-                assign = {a: b for a, b in facts.items() if a not in ("dims", "transposed")}
-                m = DiffRegion(facts, r.a, r.b, r.conditions, r.kind, r.structure, assign,
-                               z3.Or(r.formula, q.formula), r.witness or q.witness,
-                               None if r.coverage is None else r.coverage + (q.coverage or 0),
-                               r.hits + q.hits, r.unknown or q.unknown)
-                m.merged = r.parts + q.parts
-                regions = regions[:i] + [m] + regions[i + 1:j] + regions[j + 1:]
-                changed = True
-                break
-            if changed:
+    def sig(r) -> int:  # equal for every pair that may merge
+        return hash((r.kind, r.a, r.b, tuple(r.conditions), r.structure.key,
+                     frozenset(r.facts)))
+
+    def differ_in(r, q):
+        """The one fact in which two regions of equal ``sig`` differ, or None."""
+        if (r.kind, r.a, r.b, r.conditions, r.structure.key) != \
+                (q.kind, q.a, q.b, q.conditions, q.structure.key) or set(r.facts) != set(q.facts):
+            return None
+        diffk = [k for k in r.facts if r.facts[k] != q.facts[k]]
+        return diffk[0] if len(diffk) == 1 else None
+
+    def merged(r, q, k):
+        vals = tuple(dict.fromkeys(as_set(r.facts[k]) + as_set(q.facts[k])))
+        facts = dict(r.facts)
+        dom = sa.vars(r.structure.dims)[k].values if k in plan.shared else ()
+        if dom and all(x in vals for x in dom):
+            facts.pop(k)
+        else:
+            facts[k] = vals
+        assign = {a: b for a, b in facts.items() if a not in ("dims", "transposed")}
+        m = DiffRegion(facts, r.a, r.b, r.conditions, r.kind, r.structure, assign,
+                       z3.Or(r.formula, q.formula), r.witness or q.witness,
+                       None if r.coverage is None else r.coverage + (q.coverage or 0),
+                       r.hits + q.hits, r.unknown or q.unknown)
+        m.merged = r.parts + q.parts
+        return m
+
+    regions = list(regions)
+    sigs = [sig(r) for r in regions]
+    i = 0
+    while i < len(regions):
+        hit = None
+        for j in range(i + 1, len(regions)):
+            if sigs[j] == sigs[i]:
+                k = differ_in(regions[i], regions[j])
+                if k is not None:
+                    hit = (j, k)
+                    break
+        if hit is None:
+            i += 1
+            continue
+        j, k = hit
+        regions[i] = merged(regions[i], regions[j], k)
+        sigs[i] = sig(regions[i])
+        del regions[j], sigs[j]
+        # no earlier pair was mergeable before; the merged region may make one with an earlier
+        # region, and the first such pair comes next
+        for e in range(i):
+            if sigs[e] == sigs[i] and differ_in(regions[e], regions[i]) is not None:
+                i = e
                 break
     return regions
 
