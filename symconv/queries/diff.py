@@ -41,7 +41,6 @@ from . import pretty, solve
 from .reach import env_summary
 from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _Evaluator,
                     _valid_combo, fact_text, value_name, variables)
-from .space import clear_caches as _space_clear_caches
 from .where import Where, WhereError, parse_where, require_satisfiable
 from .witness import build_tensor, env_name, fact_tags, torch_flags
 
@@ -472,7 +471,7 @@ class _SideCtx:
         if hit is None:  # the specs keep their terms (the key's ids) alive
             hit = _MF_CACHE[key] = ((ctx.input.shape, ctx.weight.shape, ctx.input.strides,
                                      ctx.weight.strides), [])
-        entries = hit[1]
+        entries: list = hit[1]
         vals = ev.values
         env = self.env
         for reads, build, value in entries:
@@ -554,13 +553,6 @@ def _spec_key(spec: TensorSpec) -> tuple:
         return tuple(x.get_id() if isinstance(x, z3.ExprRef) else ("int", x) for x in xs)
 
     return (ids(spec.shape), None if spec.strides is None else ids(spec.strides))
-
-
-def clear_caches() -> None:
-    """Forget every cached structure, condition value, space and memory format (for cold
-    measurements)."""
-    _space_clear_caches()
-    _MF_CACHE.clear()
 
 
 def _ite_values(m) -> list:
