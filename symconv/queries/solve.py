@@ -103,8 +103,10 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
 
     ``start`` (symbol name -> int), a known model of the assertions, replaces the first search
     for a small model: the search stays within the smallest of the bounds (8, 64, 1024, 2**20)
-    that holds it (within the start's largest magnitude beyond them), and where a step is
-    undecided the answer is the best model so far (``start`` at worst), never ``None``.
+    that holds it (within the start's largest magnitude beyond them), pins are added one by
+    one from it (:func:`_pin_from`: cheaper than unsat cores where the conditions are
+    nonlinear), and where a step is undecided the answer is the best model so far (``start``
+    at worst), never ``None``.
     """
     deadline = time.monotonic() + budget_s
     names = sorted(symbols, key=_order_key)
@@ -138,45 +140,15 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
                     return None
                 cur = take(s.model())
                 s.set("rlimit", int(step_rlimit))
-        # pin as many symbols to their targets as possible: assume them all, and drop the
-        # least important member of each unsat core
         if all(cur[n] == tgt[n] for n in names):
             return cur
-        lits = {n: z3.Bool(f"__pin_{n}") for n in names}
+        eqs = {n: symbols[n] == tgt[n] for n in names}
+        if start is not None:
+            cur, pinned = _pin_from(s, symbols, names, tgt, eqs, cur, take)
+        else:
+            cur, pinned = _pin_by_cores(s, symbols, names, eqs, cur, take, deadline)
         s.push()
-        s.add(*[z3.Implies(lits[n], symbols[n] == tgt[n]) for n in names])
-        box = []
-        if start is not None and any(abs(v) > _BOUNDS[0] for v in cur.values()):
-            # a start beyond the smallest bound: ask for small values too, as an assumption
-            # that gives way before any pin
-            box = [z3.Bool("__pin_box")]
-            s.add(z3.Implies(box[0], z3.And(*[z3.And(symbols[n] >= -_BOUNDS[0],
-                                                     symbols[n] <= _BOUNDS[0])
-                                              for n in names])))
-        active = list(names)
-        pinned: list = []
-        while active and time.monotonic() < deadline:
-            r = s.check(*[lits[n] for n in active], *box)
-            if r == z3.sat:
-                cur = take(s.model())
-                pinned = list(active)
-                break
-            if r != z3.sat and r != z3.unsat:
-                break
-            core = {str(c) for c in s.unsat_core()}
-            if box and "__pin_box" in core:
-                box = []
-                continue
-            drop = [n for n in active if f"__pin_{n}" in core]
-            if not drop:
-                break
-            active.remove(drop[-1])  # the last in ORDER: sizes give way before parameters
-        s.pop()
-        if not pinned and start is not None:
-            # undecided: keep the symbols of the current model that are at their targets
-            pinned = [n for n in names if cur[n] == tgt[n]]
-        s.push()
-        s.add(*[symbols[n] == tgt[n] for n in pinned])
+        s.add(*[eqs[n] for n in pinned])
         # where a target can't be met, stay on its side of 0 (dilation 2 rather than 0: both
         # are "dilated", but torch's kernels refuse 0)
         for n in names:
@@ -213,6 +185,68 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
         s.set("rlimit", 0)
         while s.num_scopes() > base:
             s.pop()
+
+
+def _pin_by_cores(s, symbols, names, eqs, cur, take, deadline) -> tuple[dict, list]:
+    """Pin as many symbols to their targets as possible: assume them all, and drop the least
+    important member of each unsat core."""
+    lits = {n: z3.Bool(f"__pin_{n}") for n in names}
+    s.push()
+    s.add(*[z3.Implies(lits[n], eqs[n]) for n in names])
+    active = list(names)
+    pinned: list = []
+    while active and time.monotonic() < deadline:
+        r = s.check(*[lits[n] for n in active])
+        if r == z3.sat:
+            cur = take(s.model())
+            pinned = list(active)
+            break
+        if r != z3.sat and r != z3.unsat:
+            break
+        core = {str(c) for c in s.unsat_core()}
+        drop = [n for n in active if f"__pin_{n}" in core]
+        if not drop:
+            break
+        active.remove(drop[-1])  # the last in ORDER: sizes give way before parameters
+    s.pop()
+    return cur, pinned
+
+
+def _pin_from(s, symbols, names, tgt, eqs, cur, take) -> tuple[dict, list]:
+    """Pin symbols to their targets starting from a model ``cur``: first each symbol in ORDER
+    whose target keeps the model a model (the assertions evaluated there), then, letting
+    the unpinned symbols move, each further symbol in ORDER whose target stays satisfiable
+    with the pins so far; last, small values (within 8) for the unpinned symbols if they can
+    be had. Undecided steps pin nothing; every step keeps a model of the assertions."""
+    if s.check(*[symbols[m] == cur[m] for m in names]) == z3.sat:
+        # move one symbol of a model to its target and evaluate every assertion there (no
+        # search): a model of them all is a model
+        mdl = s.model()
+        every = z3.And(*s.assertions())
+        for m in names:
+            mdl.update_value(symbols[m], z3.IntVal(cur[m]))
+        for n in names:
+            if cur[n] != tgt[n]:
+                mdl.update_value(symbols[n], z3.IntVal(tgt[n]))
+                if z3.is_true(mdl.eval(every, model_completion=True)):
+                    cur = dict(cur)
+                    cur[n] = tgt[n]
+                else:
+                    mdl.update_value(symbols[n], z3.IntVal(cur[n]))
+    pinned = [n for n in names if cur[n] == tgt[n]]
+    for n in names:
+        if n in pinned:
+            continue
+        if s.check(*[eqs[m] for m in pinned + [n]]) == z3.sat:
+            cur = take(s.model())
+            pinned = [m for m in names if m in pinned or m == n]
+    free = [n for n in names if n not in pinned]
+    small = _BOUNDS[0]
+    if any(abs(cur[n]) > small for n in free):
+        if s.check(*[eqs[m] for m in pinned],
+                   *[z3.And(symbols[n] >= -small, symbols[n] <= small) for n in free]) == z3.sat:
+            cur = take(s.model())
+    return cur, pinned
 
 
 # --------------------------------------------------------------------------------------
