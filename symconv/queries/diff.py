@@ -39,7 +39,7 @@ from ..spec import (MF_CHANNELS_LAST, MF_CHANNELS_LAST_3D, MF_CONTIGUOUS, MKLDNN
                     TensorSpec)
 from . import pretty, solve
 from .reach import env_summary
-from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _Evaluator,
+from .space import (FLAG_VARS, SPATIAL, TENSOR_VARS, Space, Structure, _build_key, _Evaluator,
                     _valid_combo, fact_text, value_name, variables)
 from .where import Where, WhereError, parse_where, require_satisfiable
 from .witness import build_tensor, env_name, fact_tags, torch_flags
@@ -640,6 +640,7 @@ class _Plan:
     where: Where
     dims: tuple
     bounded_padding: bool = False
+    native_side: bool = False  # this process's build is one of the sides (torch can answer)
     describe_cache: dict = dataclasses.field(default_factory=dict)
     names_cache: dict = dataclasses.field(default_factory=dict)
     # memos of the readable conditions, shared by every region of the diff
@@ -727,8 +728,9 @@ def _plan(ea: Environment, eb: Environment, dims, where: Where) -> tuple[_Plan, 
         notes.append("paddings above 4611686018427387903 are left out: there the newer side "
                      "raises 'expected padding to be at most 4611686018427387903' and the older "
                      "side's int64 arithmetic wraps around (not modelled symbolically)")
+    native = _build_key(Environment.from_torch())
     plan = _Plan(_SideCtx(ea, ra, dl), _SideCtx(eb, rb, dl), shared, flags_a, flags_b, where,
-                 dl, bounded)
+                 dl, bounded, native in (_build_key(ea), _build_key(eb)))
     return plan, notes
 
 
@@ -1043,6 +1045,9 @@ def _check_uncached(q: _Solver, g) -> tuple[str, str, Any]:
     return out
 
 
+SMALL_RLIMIT = 1_500_000  # the small-value step: it finds most models well within this
+
+
 def _search(q: _Solver, g) -> tuple[str, str, Any]:
     """Small values first (every symbol in [-64, 64]), then unbounded with a step limit, then
     the structure's probe points, then an unlimited search."""
@@ -1050,15 +1055,14 @@ def _search(q: _Solver, g) -> tuple[str, str, Any]:
     s.push()
     try:
         s.add(g)
-        small = solve.limited_check(s, lit)
-        if small == z3.sat:
-            return "sat", "", s.model()
-        # unbounded, with the same step limit: most unsatisfiable pairs are decided here
         quick = solve.limited_check(s)
         if quick == z3.sat:
             return "sat", "", s.model()
         if quick == z3.unsat:
             return "unsat", "", None
+        small = solve.limited_check(s, lit, rlimit=SMALL_RLIMIT)
+        if small == z3.sat:
+            return "sat", "", s.model()
         # large values (64-bit indexing, big channel counts): try the structure's probe points
         # (numpy) before the unlimited search; a hit is confirmed by Z3 with every symbol fixed
         m = _probe(q, g)
@@ -1215,7 +1219,7 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solv
     # concrete answers do not differ (huge values where torch's int64 arithmetic wraps around,
     # which the symbolic formulas do not model), from a search for small values instead
     for start in ([part.model] if part.model is not None else []) + [None]:
-        values = _witness_values(s, st, part, minimize, start)
+        values = _witness_values(s, st, part, minimize, start, validate and plan.native_side)
         if values is None:  # pragma: no cover - the pair was just found satisfiable
             continue
         oa, sha, ma = concrete_outcome(_side_env(plan.A.env, fa), st.dims, st.transposed,
@@ -1243,17 +1247,19 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solv
 
 
 def _witness_values(s: z3.Solver, st: Structure, part: DiffRegion, minimize: bool,
-                    start: dict | None) -> dict | None:
+                    start: dict | None, replay: bool) -> dict | None:
     """A call of the region part with as many values as possible at their preferred values,
-    searched from ``start`` (a model of the part) or, with ``None``, from scratch; calls whose
-    tensors torch can build here are preferred."""
+    searched from ``start`` (a model of the part) or, with ``None``, from scratch; with
+    ``replay`` (torch here answers for a side), calls whose tensors torch can build here are
+    preferred."""
     values = None
     s.push()
     try:
         s.add(part.formula)
         if start is not None:
-            values = solve.minimise(s, st.symbols, shrink=minimize, start=start)
-        if values is None or not _buildable(st, values):
+            values = solve.minimise(s, st.symbols, shrink=minimize, start=start,
+                                    step_rlimit=PIN_RLIMIT)
+        if values is None or (replay and not _buildable(st, values)):
             # prefer calls whose tensors torch can build (the replay limit), if Z3 finds one soon
             s.push()
             s.add(D.to_z3(D.prod(st.input_shape)) <= MAX_REPLAY,
@@ -1272,6 +1278,9 @@ def _witness_values(s: z3.Solver, st: Structure, part: DiffRegion, minimize: boo
 
 
 MAX_REPLAY = 2**26
+# each step of a witness search from a model: a step that needs more pins nothing more (the
+# model is kept), where nonlinear conditions (64-bit indexing) make single steps expensive
+PIN_RLIMIT = 1_000_000
 
 
 def _buildable(st: Structure, values: dict) -> bool:
