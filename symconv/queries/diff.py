@@ -649,15 +649,90 @@ class _Plan:
     text_memo: dict = dataclasses.field(default_factory=dict)
     simplifiers: dict = dataclasses.field(default_factory=dict)
     check_ids: dict = dataclasses.field(default_factory=dict)
+    domain_cache: dict = dataclasses.field(default_factory=dict)
 
     def domain(self, st: Structure):
-        """The calls compared. When one side has the padding bound and the other has not,
-        paddings stay at or below it: above, the older side's int64 arithmetic
-        (``input + 2 * padding``) wraps around, which symbolic integers do not model."""
+        """The linear part of the calls compared: when one side has the padding bound and the
+        other has not, paddings stay at or below it."""
         if not self.bounded_padding:
-            return z3.BoolVal(True)
+            return _TRUE
         from ..shapes import PADDING_MAX
-        return z3.And(*[p <= PADDING_MAX for p in st.padding])
+        return _and(*[p <= PADDING_MAX for p in st.padding])
+
+    def fit(self, st: Structure):
+        """The rest of the calls compared: those whose shape arithmetic fits int64
+        (:func:`_int64_fits`). Nonlinear, so not asserted in every query: a model must satisfy
+        it (else the query is asked again within it), and so must witnesses and sampled
+        calls."""
+        hit = self.domain_cache.get(st.key)
+        if hit is None:
+            hit = self.domain_cache[st.key] = _and(*_int64_fits(self, st))
+        return hit
+
+    def compared(self, st: Structure):
+        """Every condition on the calls compared (``domain`` and ``fit``)."""
+        return _and(self.domain(st), self.fit(st))
+
+
+def _int64_fits(plan: _Plan, st: Structure) -> list:
+    """Torch computes the output sizes (padded input, kernel extent, their difference over the
+    stride), the channel count ``weight.size(1) * groups`` and element counts in int64 and
+    wraps around where they overflow (C++); symbolic integers do not. The calls compared are
+    those where every sum, difference and product of these fits int64: ``[z3 condition]``,
+    one per such term that can leave int64 at all (interval bounds over int64 values, sizes
+    >= 0)."""
+    stb = plan.B.space().structure(st.dims, st.transposed)
+    roots = (plan.A.shape(st) + plan.B.shape(stb)
+             + [_z(st.weight_shape[1] * st.groups), _z(D.prod(st.input_shape)),
+                _z(D.prod(st.weight_shape))])
+    sizes = {st.symbols[n].get_id() for n in st.sizes}
+    lo, hi = -D.INT64_MAX - 1, D.INT64_MAX
+    out: list = []
+    seen: dict = {}
+
+    def interval(t) -> tuple:
+        i = t.get_id()
+        if i in seen:
+            return seen[i]
+        if z3.is_int_value(t):
+            r = (t.as_long(), t.as_long())
+        elif z3.is_const(t):
+            r = (0 if i in sizes else lo, hi)
+        elif t.sort() != z3.IntSort():  # a condition (of an If)
+            for c in t.children():
+                interval(c)
+            r = (lo, hi)
+        else:
+            k = t.decl().kind()
+            args = [interval(c) for c in t.children()]
+            if k == z3.Z3_OP_ADD:
+                r = (sum(a for a, _ in args), sum(b for _, b in args))
+            elif k == z3.Z3_OP_SUB:
+                r = (args[0][0] - sum(b for _, b in args[1:]),
+                     args[0][1] - sum(a for a, _ in args[1:]))
+            elif k == z3.Z3_OP_MUL:
+                r = args[0]
+                for a, b in args[1:]:
+                    ps = [r[0] * a, r[0] * b, r[1] * a, r[1] * b]
+                    r = (min(ps), max(ps))
+            elif k == z3.Z3_OP_UMINUS:
+                r = (-args[0][1], -args[0][0])
+            elif k == z3.Z3_OP_IDIV:  # |x div y| <= |x| (y != 0)
+                m = max(abs(args[0][0]), abs(args[0][1]))
+                r = (-m, m)
+            elif k == z3.Z3_OP_ITE:
+                r = (min(args[1][0], args[2][0]), max(args[1][1], args[2][1]))
+            else:
+                r = (lo, hi)
+            if k in (z3.Z3_OP_ADD, z3.Z3_OP_SUB, z3.Z3_OP_MUL) and (r[0] < lo or r[1] > hi):
+                out.append(z3.And(t >= lo, t <= hi))
+                r = (max(r[0], lo), min(r[1], hi))
+        seen[i] = r
+        return r
+
+    for t in roots:
+        interval(t)
+    return out
 
 
 def _plan(ea: Environment, eb: Environment, dims, where: Where) -> tuple[_Plan, list]:
@@ -792,7 +867,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
         q = solvers[st.key] = _Solver(st, [st.symbols[n] >= 0 for n in st.sizes] + [
             # torch's sizes and parameters are int64
             z3.And(x >= -D.INT64_MAX - 1, x <= D.INT64_MAX) for x in st.symbols.values()] + [
-            w.formula(st), plan.domain(st)])
+            w.formula(st), plan.domain(st)], plan.fit(st))
         if w.items and solve.verdict(q.s)[0] == "unsat":
             continue
         errs_a, valid_a = _error_cases(plan.A, st)
@@ -836,7 +911,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     for r in regions:
         if not r.unknown:
             first = r.parts[0]
-            _witness(plan, r, first, sa, solvers[r.structure.key].s, validate, minimize)
+            _witness(plan, r, first, sa, solvers[r.structure.key], validate, minimize)
     t_describe = time.perf_counter() - t0 - t_explore
     timing = {"explore_compare": t_explore, "describe_coverage_witness": t_describe}
     if regions:
@@ -1003,14 +1078,21 @@ class _Solver:
     answers, the literal that bounds every symbol to [-64, 64] when assumed, the models of
     recent satisfiable queries and the probe points' numpy memo."""
 
-    def __init__(self, st: Structure, assertions: list) -> None:
+    def __init__(self, st: Structure, assertions: list, fit: Any = None) -> None:
         self.st = st
+        # calls outside ``fit`` are not compared: every model returned satisfies it
+        self.fit = _TRUE if fit is None else fit
         self.s = solve.new_solver()
         self.s.add(*assertions)
         self.base = _and(*assertions)
         self.bound = z3.Bool("__diff_bound")
         self.s.add(z3.Implies(self.bound, z3.And(*[z3.And(x >= -64, x <= 64)
                                                    for x in st.symbols.values()])))
+        # every symbol within 4096: the shape arithmetic of such calls fits int64 (at most
+        # five factors of 2**12 in an element count)
+        self.mid = z3.Bool("__diff_mid")
+        self.s.add(z3.Implies(self.mid, z3.And(*[z3.And(x >= -4096, x <= 4096)
+                                                 for x in st.symbols.values()])))
         self.cache: dict = {}
         self.models: list = []
         self.probe: dict | None = None
@@ -1048,26 +1130,54 @@ def _check_uncached(q: _Solver, g) -> tuple[str, str, Any]:
 SMALL_RLIMIT = 1_500_000  # the small-value step: it finds most models well within this
 
 
+def _fits(q: _Solver, m) -> bool:
+    return z3.is_true(m.eval(q.fit, model_completion=True))
+
+
+def _values_fit(q: _Solver, values: dict) -> bool:
+    got = z3.simplify(z3.substitute(q.fit, *[(x, z3.IntVal(values[n]))
+                                             for n, x in q.st.symbols.items()]))
+    return z3.is_true(got)
+
+
 def _search(q: _Solver, g) -> tuple[str, str, Any]:
-    """Small values first (every symbol in [-64, 64]), then unbounded with a step limit, then
-    the structure's probe points, then an unlimited search."""
+    """A model of ``g`` within the calls compared (``q.fit``), or the proof that none exists:
+    an unbounded step-limited check first (most pairs are decided there; its model counts if
+    it fits, else the check is asked again with the fit conditions), then small values (every
+    symbol in [-64, 64], which fit), then the structure's probe points, then an unlimited
+    search with the fit conditions asserted."""
     s, lit = q.s, q.bound
     s.push()
     try:
         s.add(g)
         quick = solve.limited_check(s)
-        if quick == z3.sat:
-            return "sat", "", s.model()
         if quick == z3.unsat:
             return "unsat", "", None
+        if quick == z3.sat:
+            if _fits(q, s.model()):
+                return "sat", "", s.model()
+            # a model where torch's int64 arithmetic would wrap: values within 4096 (which
+            # fit), else ask within the calls compared
+            if solve.limited_check(s, q.mid, rlimit=SMALL_RLIMIT) == z3.sat and \
+                    _fits(q, s.model()):
+                return "sat", "", s.model()
+            s.push()
+            try:
+                s.add(q.fit)
+                within = solve.limited_check(s)
+                if within != z3.unknown:
+                    return str(within), "", (s.model() if within == z3.sat else None)
+            finally:
+                s.pop()
         small = solve.limited_check(s, lit, rlimit=SMALL_RLIMIT)
         if small == z3.sat:
             return "sat", "", s.model()
         # large values (64-bit indexing, big channel counts): try the structure's probe points
         # (numpy) before the unlimited search; a hit is confirmed by Z3 with every symbol fixed
         m = _probe(q, g)
-        if m is not None:
+        if m is not None and _fits(q, m):
             return "sat", "", m
+        s.add(q.fit)
         v, why = solve.verdict(s)
         return v, why, (s.model() if v == "sat" else None)
     finally:
@@ -1204,7 +1314,7 @@ def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, tkey: tuple) -> No
     r.conditions = prefix + solve.named_atoms(conj, SPATIAL[st.dims], plan.text_memo)
 
 
-def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solver,
+def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, q: _Solver,
              validate: bool, minimize: bool = False) -> None:
     st = r.structure
     facts = _full_facts(sa, st.dims, part.assign)
@@ -1215,11 +1325,14 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solv
     fb.update(plan.flags_b)
     names = _check_names(plan, st)
     found = None
-    # from the model that proved the region (no search for a first model); if that call's
-    # concrete answers do not differ (huge values where torch's int64 arithmetic wraps around,
-    # which the symbolic formulas do not model), from a search for small values instead
+    replay = validate and plan.native_side
+    # from the model that proved the region (no search for a first model), within the calls
+    # compared (shape arithmetic in int64: asked again with those conditions if the witness
+    # leaves them); should its concrete answers not differ, from a search for small values
     for start in ([part.model] if part.model is not None else []) + [None]:
-        values = _witness_values(s, st, part, minimize, start, validate and plan.native_side)
+        values = _witness_values(q.s, st, part, minimize, start, replay)
+        if values is not None and not _values_fit(q, values):
+            values = _witness_values(q.s, st, part, minimize, start, replay, q.fit)
         if values is None:  # pragma: no cover - the pair was just found satisfiable
             continue
         oa, sha, ma = concrete_outcome(_side_env(plan.A.env, fa), st.dims, st.transposed,
@@ -1247,15 +1360,17 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, s: z3.Solv
 
 
 def _witness_values(s: z3.Solver, st: Structure, part: DiffRegion, minimize: bool,
-                    start: dict | None, replay: bool) -> dict | None:
-    """A call of the region part with as many values as possible at their preferred values,
-    searched from ``start`` (a model of the part) or, with ``None``, from scratch; with
-    ``replay`` (torch here answers for a side), calls whose tensors torch can build here are
-    preferred."""
+                    start: dict | None, replay: bool, extra: Any = None) -> dict | None:
+    """A call of the region part (and of ``extra``) with as many values as possible at their
+    preferred values, searched from ``start`` (a model of both) or, with ``None``, from
+    scratch; with ``replay`` (torch here answers for a side), calls whose tensors torch can
+    build here are preferred."""
     values = None
     s.push()
     try:
         s.add(part.formula)
+        if extra is not None:
+            s.add(extra)
         if start is not None:
             values = solve.minimise(s, st.symbols, shrink=minimize, start=start,
                                     step_rlimit=PIN_RLIMIT)
@@ -1493,6 +1608,24 @@ def _assign_from_witness(sa: Space, st: Structure, w: DiffWitness, plan: _Plan) 
     return {k: full[k] for k in plan.shared}
 
 
+def _compared_mask(plan: _Plan, pending: list) -> list:
+    """For each pending draw ``(structure, assign, values)``: whether it is a call compared
+    (where constraints, domain, shape arithmetic within int64)."""
+    ok = [False] * len(pending)
+    groups: dict = {}
+    for i, (st, _, _) in enumerate(pending):
+        groups.setdefault(st.key, (st, []))[1].append(i)
+    for st, idx in groups.values():
+        names = list(pending[idx[0]][2])
+        env = {k: np.array([pending[i][2][k] for i in idx], dtype=object) for k in names}
+        with np.errstate(all="ignore"):
+            hold = np.broadcast_to(np.asarray(np_eval(
+                _and(plan.where.formula(st), plan.compared(st)), env), dtype=bool), (len(idx),))
+        for i, h in zip(idx, hold):
+            ok[i] = bool(h)
+    return ok
+
+
 def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
                   box: dict | None = None, near_witness: float = 0.3) -> SampledCheck:
     """Draw ``n`` random calls and compare both sides' concrete answers with the reported
@@ -1516,6 +1649,7 @@ def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
     seeds = [r for r in res.regions if r.witness is not None]
     by_key = {st.key: st for st in structures}
     draws: dict = {}
+    pending: list = []
     while done < n:
         near = seeds and rng.random() < near_witness
         if near:
@@ -1551,26 +1685,33 @@ def sampled_check(res: DiffResult, n: int = 10_000, seed: int = 0,
         ev = _Evaluator(sa.full(st.dims, assign), plan.A.env)
         if not _valid_combo(ev):
             continue
-        env = {k: np.array([v], dtype=object) for k, v in values.items()}
-        if not bool(np.asarray(np_eval(z3.And(plan.where.formula(st), plan.domain(st)),
-                                       env)).reshape(-1)[0]):
+        pending.append((st, assign, values))
+        if len(pending) < max(n - done, 256) and len(pending) < 4096:
             continue
-        done += 1
-        facts = _full_facts(sa, st.dims, assign)
-        fl = _flags(sa, st.dims, assign)
-        fa = dict(fl)
-        fa.update(plan.flags_a)
-        fb = dict(fl)
-        fb.update(plan.flags_b)
-        oa, sha, _ = concrete_outcome(_side_env(plan.A.env, fa), st.dims, st.transposed,
-                                      values, facts)
-        ob, shb, _ = concrete_outcome(_side_env(plan.B.env, fb), st.dims, st.transposed,
-                                      values, facts)
-        differ = oa != ob or sha != shb
-        call = {"dims": st.dims, "transposed": st.transposed, "facts": facts, "flags": fl,
-                "values": values, "a": outcome_text(oa), "b": outcome_text(ob)}
-        draws.setdefault(st.key, []).append((assign, values, differ, call))
-        differing += int(differ)
+        # the calls compared (the where constraints, shape arithmetic within int64), asked of
+        # the pending draws at once, one numpy evaluation per structure; the first passing
+        # draws in drawing order are kept
+        ok = _compared_mask(plan, pending)
+        for (st, assign, values), keep in zip(pending, ok):
+            if not keep or done >= n:
+                continue
+            done += 1
+            facts = _full_facts(sa, st.dims, assign)
+            fl = _flags(sa, st.dims, assign)
+            fa = dict(fl)
+            fa.update(plan.flags_a)
+            fb = dict(fl)
+            fb.update(plan.flags_b)
+            oa, sha, _ = concrete_outcome(_side_env(plan.A.env, fa), st.dims, st.transposed,
+                                          values, facts)
+            ob, shb, _ = concrete_outcome(_side_env(plan.B.env, fb), st.dims, st.transposed,
+                                          values, facts)
+            differ = oa != ob or sha != shb
+            call = {"dims": st.dims, "transposed": st.transposed, "facts": facts, "flags": fl,
+                    "values": values, "a": outcome_text(oa), "b": outcome_text(ob)}
+            draws.setdefault(st.key, []).append((assign, values, differ, call))
+            differing += int(differ)
+        pending = []
     # every region part evaluated once over all the draws of its structure
     for key, items in draws.items():
         names = list(items[0][1])
