@@ -926,6 +926,9 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
                      f"both sides give the same case split in all {n_leaves} combination(s) of "
                      f"categorical facts of {len(structures)} structure(s): no pair of "
                      "differing answers can hold together")
+        if n_pairs:
+            proof.append("for the calls whose shape arithmetic fits int64 (beyond it torch's "
+                         "int64 arithmetic wraps around)")
         if w:
             proof.append(f"within the constraints {w.text!r}")
     res = DiffResult(ea, eb, la, lb, plan.dims, w.text, regions, verdict, notes, proof,
