@@ -1067,15 +1067,6 @@ def _compare(plan: _Plan, st: Structure, q: _Solver, assign: dict, ca: list, cb:
     return out, pairs
 
 
-def _flat_and(e) -> list:
-    if z3.is_app(e) and e.decl().kind() == z3.Z3_OP_AND:
-        out = []
-        for c in e.children():
-            out.extend(_flat_and(c))
-        return out
-    return [e]
-
-
 class _Solver:
     """The incremental solver of one structure and what its queries share: the memo of
     answers, the literal that bounds every symbol to [-64, 64] when assumed, the models of
@@ -1288,9 +1279,9 @@ def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, tkey: tuple) -> No
         if ids is None:
             checks = [c for _, c in plan.A.checks(st)] + [c for _, c in plan.B.checks(st)]
             ids = {c.get_id() for c in checks}
-            ids |= {x.get_id() for c in checks for x in _flat_and(c)}
+            ids |= {x.get_id() for c in checks for x in solve.flat_and(c)}
             plan.check_ids[st.key] = ids  # the checks are kept alive by the sides' caches
-        flat = _flat_and(f)
+        flat = solve.flat_and(f, plan.nnf_memo)
         kept = [c for c in flat if c.get_id() not in ids]
         if len(kept) < len(flat):
             prefix = ["valid call"]

@@ -85,6 +85,17 @@ STEP_RLIMIT = 5_000_000  # Z3 resource units per search step (deterministic, unl
 
 
 _BOUNDS = (8, 64, 1024, 2**20)
+_WITHIN: dict = {}
+
+
+def _within(x: Any, bound: int) -> Any:
+    """``-bound <= x <= bound``, made once per symbol and bound (witness searches ask it
+    thousands of times)."""
+    key = (x.get_id(), bound)
+    hit = _WITHIN.get(key)
+    if hit is None or not hit[0].eq(x):
+        hit = _WITHIN[key] = (x, z3.And(x >= -bound, x <= bound))
+    return hit[1]
 
 
 def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
@@ -124,12 +135,12 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
             top = max([abs(v) for v in cur.values()] + [1])
             bound = next((b for b in _BOUNDS if top <= b), top)
             s.push()
-            s.add(*[z3.And(symbols[n] >= -bound, symbols[n] <= bound) for n in names])
+            s.add(*[_within(symbols[n], bound) for n in names])
         else:
             # bounded first: keeps models small and the later steps fast
             for bound in _BOUNDS:
                 s.push()
-                s.add(*[z3.And(symbols[n] >= -bound, symbols[n] <= bound) for n in names])
+                s.add(*[_within(symbols[n], bound) for n in names])
                 if s.check() == z3.sat:
                     cur = take(s.model())
                     break
@@ -244,7 +255,7 @@ def _pin_from(s, symbols, names, tgt, eqs, cur, take) -> tuple[dict, list]:
     small = _BOUNDS[0]
     if any(abs(cur[n]) > small for n in free):
         if s.check(*[eqs[m] for m in pinned],
-                   *[z3.And(symbols[n] >= -small, symbols[n] <= small) for n in free]) == z3.sat:
+                   *[_within(symbols[n], small) for n in free]) == z3.sat:
             cur = take(s.model())
     return cur, pinned
 
@@ -289,25 +300,39 @@ def _nnf(e: Any, neg: bool, memo: dict | None) -> Any:
     return z3.Not(e) if neg else e
 
 
-def _flatten(e: Any, op: int) -> list:
+def _flatten(e: Any, op: int, memo: dict | None = None) -> list:
+    """The arguments of nested ``op`` (And, Or) applications, in order; ``memo`` as for
+    :func:`nnf` (a caller's dict)."""
+    key = ("flat", e.get_id(), op)
+    if memo is not None:
+        hit = memo.get(key)
+        if hit is not None:
+            return hit[1]
+    out = [e]
     if z3.is_app(e) and e.decl().kind() == op:
         out = []
         for a in e.children():
-            out.extend(_flatten(a, op))
-        return out
-    return [e]
+            out.extend(_flatten(a, op, memo))
+    if memo is not None:
+        memo[key] = (e, out)
+    return out
+
+
+def flat_and(e: Any, memo: dict | None = None) -> list:
+    """The conjuncts of nested Ands, in order."""
+    return _flatten(e, z3.Z3_OP_AND, memo)
 
 
 def nnf_conjuncts(e: Any, memo: dict | None = None) -> list:
     out = []
     seen = set()
-    for c in _flatten(nnf(e, False, memo), z3.Z3_OP_AND):
+    for c in _flatten(nnf(e, False, memo), z3.Z3_OP_AND, memo):
         if z3.is_true(c):
             continue
         if z3.is_app(c) and c.decl().kind() == z3.Z3_OP_OR:
             ds = []
             dseen = set()
-            for d in _flatten(c, z3.Z3_OP_OR):
+            for d in _flatten(c, z3.Z3_OP_OR, memo):
                 if d.get_id() not in dseen:
                     dseen.add(d.get_id())
                     ds.append(d)
