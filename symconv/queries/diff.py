@@ -450,7 +450,7 @@ class _SideCtx:
         self.dims = dims
         self._checks: dict = {}
         self._shapes: dict = {}
-        self._mf: dict = {}
+        self._spec_keys: dict = {}
 
     def space(self, restrict_extra: dict | None = None) -> Space:
         r = dict(self.restrict)
@@ -466,7 +466,11 @@ class _SideCtx:
         versions whose memory-format logic reads no version). The key holds the tensors' shape
         terms, so a structure that another build prepares differently has entries of its
         own."""
-        key = (st.key, backend, _spec_key(ctx.input), _spec_key(ctx.weight))
+        sk = self._spec_keys.get(st.key)
+        if sk is None or sk[0] is not ctx.input or sk[1] is not ctx.weight:
+            sk = self._spec_keys[st.key] = (ctx.input, ctx.weight, _spec_key(ctx.input),
+                                            _spec_key(ctx.weight))
+        key = (st.key, backend, sk[2], sk[3])
         hit = _MF_CACHE.get(key)
         if hit is None:  # the specs keep their terms (the key's ids) alive
             hit = _MF_CACHE[key] = ((ctx.input.shape, ctx.weight.shape, ctx.input.strides,
@@ -1059,8 +1063,7 @@ def _compare(plan: _Plan, st: Structure, q: _Solver, assign: dict, ca: list, cb:
                        g, unknown=(v != "sat"))
         if v == "sat":
             # the model that proved the region: where its witness search starts
-            r.model = {n: m.eval(x, model_completion=True).as_long()
-                       for n, x in st.symbols.items()}
+            r.model = q.values(m)
         else:
             unknown.append(f"{r.facts_text()}: {r.a} -> {r.b}: {why}")
         out.append(r)
@@ -1090,6 +1093,15 @@ class _Solver:
         self.cache: dict = {}
         self.models: list = []
         self.probe: dict | None = None
+        self._values: dict = {}
+
+    def values(self, m) -> dict:
+        """A model's value of every symbol (memoised: leaves share models)."""
+        hit = self._values.get(id(m))
+        if hit is None or hit[0] is not m:
+            hit = self._values[id(m)] = (m, {n: m.eval(x, model_completion=True).as_long()
+                                             for n, x in self.st.symbols.items()})
+        return dict(hit[1])
 
 
 def _check(q: _Solver, g) -> tuple[str, str, Any]:
@@ -1288,11 +1300,7 @@ def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, tkey: tuple) -> No
             valid = True
             f = _and(*kept)
     try:
-        nkey = (st.key, tkey)
-        names = plan.names_cache.get(nkey)
-        if names is None:
-            names = plan.names_cache[nkey] = pretty.named_terms(sa.leaf_ctx(st, r.assign))
-        e = pretty.abstract(f, names, plan.fold_memo)
+        e = pretty.abstract(f, _names(plan, sa, st, r.assign), plan.fold_memo)
     except Exception:  # noqa: BLE001 - naming is cosmetic; the raw formula is exact
         e = f
     conj = solve.nnf_conjuncts(e, plan.nnf_memo)
@@ -1306,6 +1314,26 @@ def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, tkey: tuple) -> No
         simp = plan.simplifiers[skey] = solve.Simplifier(ctx)
     conj = simp.simplify(conj)
     r.conditions = prefix + solve.named_atoms(conj, SPATIAL[st.dims], plan.text_memo)
+
+
+def _names(plan: _Plan, sa: Space, st: Structure, assign: dict) -> list:
+    """``pretty.named_terms`` of the leaf, memoised on the categorical facts they read (the
+    memory formats, today)."""
+    entries = plan.names_cache.setdefault(st.key, [])
+    full = sa.full(st.dims, assign)
+    for reads, names in entries:
+        if all(full[v] == x for v, x in reads):
+            return names
+    ev = _Evaluator(full, sa.env)
+    ctx = sa._tracked(st, ev)
+    ev.log, ev.facts = [], []
+    try:
+        names = pretty.named_terms(ctx)
+    finally:
+        got = ev.log
+        ev.log = ev.facts = None
+    entries.append((tuple((v, full[v]) for v in dict.fromkeys(got)), names))
+    return names
 
 
 def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, q: _Solver,

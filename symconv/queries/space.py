@@ -303,6 +303,20 @@ def variables(env: Environment, dims: int) -> dict[str, Var]:
     return {v.name: v for v in out}
 
 
+_VARS_CACHE: dict = {}
+
+
+def _variables(env: Environment, dims: int) -> dict[str, Var]:
+    """:func:`variables`, made once per environment and dims (do not modify the result)."""
+    key = (env, dims)
+    hit = _VARS_CACHE.get(key)
+    if hit is None:
+        if len(_VARS_CACHE) > 256:
+            _VARS_CACHE.clear()
+        hit = _VARS_CACHE[key] = variables(env, dims)
+    return hit
+
+
 def _valid_combo(ev: _Evaluator) -> bool:
     """Combinations that can't be built as tensors (read lazily, so tracked)."""
     if ev.get("layout") == MKLDNN_LAYOUT:
@@ -356,7 +370,7 @@ class Space:
         self.restrict = dict(restrict or {})
         self.vary_flags = vary_flags
         self._structures: dict = {}
-        self._vars = {d: variables(env, d) for d in self.dims}
+        self._vars = {d: dict(_variables(env, d)) for d in self.dims}
         for d in self.dims:
             for name, values in self.restrict.items():
                 if name in self._vars[d]:
