@@ -1264,22 +1264,21 @@ def _probe(q: _Solver, g) -> Any:
 
 def _describe(plan: _Plan, r: DiffRegion, sa: Space) -> None:
     """The region's readable conditions. Leaves share formulas (the same rule terms under
-    different flags), so the text is memoised on the structure, the kind, the formula and the
-    tensor facts that the named sub-predicates read."""
+    different flags or dtypes), so the text is memoised on the structure, the kind, the
+    formula and the named sub-predicates (which read the memory formats)."""
     st = r.structure
-    full = sa.full(st.dims, r.assign)
-    tkey = tuple(full.get(k) for k in TENSOR_VARS)
+    names = _names(plan, sa, st, r.assign)
     cache = plan.describe_cache
-    key = (st.key, r.kind, r.formula.get_id(), tkey)
+    key = (st.key, r.kind, r.formula.get_id(), id(names))  # names: kept in names_cache
     hit = cache.get(key)
     if hit is not None:
         r.conditions = list(hit[1])
         return
-    _describe_uncached(plan, r, sa, tkey)
+    _describe_uncached(plan, r, names)
     cache[key] = (r.formula, list(r.conditions))
 
 
-def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, tkey: tuple) -> None:
+def _describe_uncached(plan: _Plan, r: DiffRegion, names: list) -> None:
     st = r.structure
     prefix = []
     f = r.formula
@@ -1300,7 +1299,7 @@ def _describe_uncached(plan: _Plan, r: DiffRegion, sa: Space, tkey: tuple) -> No
             valid = True
             f = _and(*kept)
     try:
-        e = pretty.abstract(f, _names(plan, sa, st, r.assign), plan.fold_memo)
+        e = pretty.abstract(f, names, plan.fold_memo)
     except Exception:  # noqa: BLE001 - naming is cosmetic; the raw formula is exact
         e = f
     conj = solve.nnf_conjuncts(e, plan.nnf_memo)
@@ -1329,6 +1328,8 @@ def _names(plan: _Plan, sa: Space, st: Structure, assign: dict) -> list:
     ev.log, ev.facts = [], []
     try:
         names = pretty.named_terms(ctx)
+    except Exception:  # noqa: BLE001 - naming is cosmetic; the raw formula is exact
+        names = []
     finally:
         got = ev.log
         ev.log = ev.facts = None
