@@ -82,6 +82,8 @@ ORDER = ("G", "dil", "stride", "pad", "opad", "N", "C", "Cout", "Cg", "k", "L", 
 
 
 STEP_RLIMIT = 5_000_000  # Z3 resource units per search step (deterministic, unlike time)
+SHRINK_RLIMIT = 200_000  # per step of the binary search for values far from their targets
+_SHRINK_STEPS = 32  # steps of that search per witness
 
 
 _BOUNDS = (8, 64, 1024, 2**20)
@@ -155,7 +157,7 @@ def minimise(s: z3.Solver, symbols: dict, *, targets: dict | None = None,
             return cur
         eqs = {n: symbols[n] == tgt[n] for n in names}
         if start is not None:
-            cur, pinned = _pin_from(s, symbols, names, tgt, eqs, cur, take)
+            cur, pinned = _pin_from(s, symbols, names, tgt, eqs, cur, take, step_rlimit)
         else:
             cur, pinned = _pin_by_cores(s, symbols, names, eqs, cur, take, deadline)
         s.push()
@@ -223,41 +225,92 @@ def _pin_by_cores(s, symbols, names, eqs, cur, take, deadline) -> tuple[dict, li
     return cur, pinned
 
 
-def _pin_from(s, symbols, names, tgt, eqs, cur, take) -> tuple[dict, list]:
+def _pin_from(s, symbols, names, tgt, eqs, cur, take, step_rlimit) -> tuple[dict, list]:
     """Pin symbols to their targets starting from a model ``cur``: first each symbol in ORDER
     whose target keeps the model a model (the assertions evaluated there), then, letting
     the unpinned symbols move, each further symbol in ORDER whose target stays satisfiable
-    with the pins so far; last, small values (within 8) for the unpinned symbols if they can
-    be had. Undecided steps pin nothing; every step keeps a model of the assertions."""
+    with the pins so far; last, each unpinned symbol in ORDER moved as close to its target as
+    the assertions allow with the others kept (a binary search on the model, no solver), and
+    a value still 65 to 2**20 away by a binary search with the solver (small steps, at most
+    32 per model).
+    Undecided steps pin or move nothing; every step keeps a model of the assertions."""
+    every = z3.And(*s.assertions())
+    mdl = None
     if s.check(*[symbols[m] == cur[m] for m in names]) == z3.sat:
         # move one symbol of a model to its target and evaluate every assertion there (no
         # search): a model of them all is a model
         mdl = s.model()
-        every = z3.And(*s.assertions())
         for m in names:
             mdl.update_value(symbols[m], z3.IntVal(cur[m]))
         for n in names:
             if cur[n] != tgt[n]:
-                mdl.update_value(symbols[n], z3.IntVal(tgt[n]))
-                if z3.is_true(mdl.eval(every, model_completion=True)):
+                if _holds(mdl, every, symbols[n], tgt[n], cur[n]):
                     cur = dict(cur)
                     cur[n] = tgt[n]
-                else:
-                    mdl.update_value(symbols[n], z3.IntVal(cur[n]))
     pinned = [n for n in names if cur[n] == tgt[n]]
     for n in names:
         if n in pinned:
             continue
         if s.check(*[eqs[m] for m in pinned + [n]]) == z3.sat:
-            cur = take(s.model())
+            mdl = s.model()
+            cur = take(mdl)
             pinned = [m for m in names if m in pinned or m == n]
-    free = [n for n in names if n not in pinned]
-    small = _BOUNDS[0]
-    if any(abs(cur[n]) > small for n in free):
-        if s.check(*[eqs[m] for m in pinned],
-                   *[_within(symbols[n], small) for n in free]) == z3.sat:
-            cur = take(s.model())
+    if mdl is not None:
+        for m in names:
+            mdl.update_value(symbols[m], z3.IntVal(cur[m]))
+        for n in names:
+            if n in pinned:
+                continue
+            # the closest value to the target that keeps a model, between the two
+            t, v = tgt[n], cur[n]
+            step = 1 if v > t else -1
+            lo, hi = t + step, v  # hi holds; lo is the nearest candidate
+            while abs(hi - lo) > 0 and abs(hi - t) > 1:
+                mid = (lo + hi) // 2 if step > 0 else -((-lo - hi) // 2)
+                if mid == hi:
+                    break
+                if _holds(mdl, every, symbols[n], mid, hi):
+                    hi = mid
+                else:
+                    lo = mid + step
+            if hi != v:
+                mdl.update_value(symbols[n], z3.IntVal(hi))
+                cur = dict(cur)
+                cur[n] = hi
+    # values still far from their targets (coupled ones, C = Cg * G, move together): a binary
+    # search with the solver, each step limited to a small budget (undecided: stop there)
+    fixed = [eqs[m] for m in pinned]
+    steps = _SHRINK_STEPS
+    for n in names:
+        if n in pinned or not _BOUNDS[1] < abs(cur[n] - tgt[n]) <= _BOUNDS[3]:
+            fixed.append(symbols[n] == cur[n])
+            continue
+        x, t = symbols[n], tgt[n]
+        lo, hi = 0, abs(cur[n] - t)
+        while lo < hi and steps > 0:
+            steps -= 1
+            mid = (lo + hi) // 2
+            r = limited_check(s, *fixed, x - t <= mid, t - x <= mid, rlimit=SHRINK_RLIMIT)
+            if r == z3.sat:
+                cur = take(s.model())
+                hi = abs(cur[n] - t)
+            elif r == z3.unsat:
+                lo = mid + 1
+            else:
+                break
+        fixed.append(x == cur[n])
+    s.set("rlimit", int(step_rlimit))  # limited_check cleared the caller's step limit
     return cur, pinned
+
+
+def _holds(mdl, every, x, value: int, back: int) -> bool:
+    """Whether the model with ``x`` set to ``value`` satisfies ``every``; if not, ``x`` is set
+    back to ``back``."""
+    mdl.update_value(x, z3.IntVal(value))
+    if z3.is_true(mdl.eval(every, model_completion=True)):
+        return True
+    mdl.update_value(x, z3.IntVal(back))
+    return False
 
 
 # --------------------------------------------------------------------------------------
