@@ -231,7 +231,7 @@ def test_minimize_keeps_the_witness_in_its_region():
         cond = z3.And(part.formula, plan.where.formula(st), plan.compared(st),
                       *[st.symbols[n] >= 0 for n in st.sizes])
 
-        def holds(values):
+        def holds(values, cond=cond, st=st):
             return z3.is_true(z3.simplify(z3.substitute(
                 cond, *[(x, z3.IntVal(values[n])) for n, x in st.symbols.items()])))
 

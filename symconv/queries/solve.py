@@ -258,25 +258,13 @@ def _pin_from(s, symbols, names, tgt, eqs, cur, take, step_rlimit) -> tuple[dict
     if mdl is not None:
         for m in names:
             mdl.update_value(symbols[m], z3.IntVal(cur[m]))
-        for n in names:
-            if n in pinned:
-                continue
-            # the closest value to the target that keeps a model, between the two
-            t, v = tgt[n], cur[n]
-            step = 1 if v > t else -1
-            lo, hi = t + step, v  # hi holds; lo is the nearest candidate
-            while abs(hi - lo) > 0 and abs(hi - t) > 1:
-                mid = (lo + hi) // 2 if step > 0 else -((-lo - hi) // 2)
-                if mid == hi:
-                    break
-                if _holds(mdl, every, symbols[n], mid, hi):
-                    hi = mid
-                else:
-                    lo = mid + step
-            if hi != v:
-                mdl.update_value(symbols[n], z3.IntVal(hi))
-                cur = dict(cur)
-                cur[n] = hi
+        # in ORDER, and again while a pass moves something (a value moved late can free an
+        # earlier one: padding after the kernel size)
+        for _ in range(4):
+            before = dict(cur)
+            cur = _shrink_on_model(mdl, every, symbols, names, tgt, pinned, cur)
+            if cur == before:
+                break
     # values still far from their targets (coupled ones, C = Cg * G, move together): a binary
     # search with the solver, each step limited to a small budget (undecided: stop there)
     fixed = [eqs[m] for m in pinned]
@@ -301,6 +289,28 @@ def _pin_from(s, symbols, names, tgt, eqs, cur, take, step_rlimit) -> tuple[dict
         fixed.append(x == cur[n])
     s.set("rlimit", int(step_rlimit))  # limited_check cleared the caller's step limit
     return cur, pinned
+
+
+def _shrink_on_model(mdl, every, symbols, names, tgt, pinned, cur) -> dict:
+    """Each unpinned symbol in ORDER moved to the value closest to its target that keeps
+    ``mdl`` a model of ``every`` (binary search by evaluation, the others kept)."""
+    cur = dict(cur)
+    for n in names:
+        if n in pinned or cur[n] == tgt[n]:
+            continue
+        t, v = tgt[n], cur[n]
+        step = 1 if v > t else -1
+        lo, hi = t + step, v  # hi holds; lo is the nearest candidate
+        while lo != hi:
+            mid = (lo + hi) // 2 if step > 0 else -((-lo - hi) // 2)
+            if _holds(mdl, every, symbols[n], mid, hi):
+                hi = mid
+            else:
+                lo = mid + step
+        if hi != v:
+            mdl.update_value(symbols[n], z3.IntVal(hi))
+            cur[n] = hi
+    return cur
 
 
 def _holds(mdl, every, x, value: int, back: int) -> bool:
