@@ -14,6 +14,7 @@ to nothing; "estimate" is what 53 such costs add to the network's time.
     python3 benchmarks/lower_bench.py                       # CPU, batch 1 and 32
     python3 benchmarks/lower_bench.py --device cuda --dtype float16 --channels-last
     python3 benchmarks/lower_bench.py --json out.json       # also write the numbers
+    python3 benchmarks/lower_bench.py --native              # the compiled warm path
 
 Inference (no autograd): both get tensors that do not require grad. The first call of each
 shape fills symconv's plan cache (and oneDNN's / cuDNN's own caches); warm-up calls are not
@@ -258,23 +259,30 @@ def main(argv=None) -> dict:
     ap.add_argument("--list-params", action="store_true",
                     help="pass stride, padding, ... as lists (default: tuples, as nn.Conv2d "
                     "does; symconv then converts them for its cache key)")
+    ap.add_argument("--native", action="store_true",
+                    help="the compiled warm path (symconv.native.enable(); builds it on first "
+                    "use: a C++ compiler and ninja are needed)")
     ap.add_argument("--dispatch-only", action="store_true",
                     help="only the per-call cost (the 1-element convolution)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     PARAMS["type"] = list if args.list_params else tuple
+    if args.native:
+        import symconv.native
+        symconv.native.enable()
     dtype = DTYPES[args.dtype]
     card = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or \
         platform.machine()
     info = dict(torch=torch.__version__, device=args.device, card=card, dtype=args.dtype,
                 channels_last=args.channels_last, threads=torch.get_num_threads(),
                 python=sys.version.split()[0], repeat=args.repeat, min_time=args.min_time,
-                params="list" if args.list_params else "tuple")
+                params="list" if args.list_params else "tuple",
+                warm_path="compiled (symconv.native)" if args.native else "python")
     print(f"symconv.convolution vs torch.convolution, ResNet-50 conv layers: torch "
           f"{info['torch']}, {args.device} ({card}), {args.dtype}"
           f"{', channels_last' if args.channels_last else ''}, {info['threads']} threads, "
-          f"parameters as {info['params']}s; "
+          f"parameters as {info['params']}s, {info['warm_path']} warm path; "
           f"minimum of {args.repeat} alternating timings")
     disp = dispatch(args.device, dtype, args.channels_last)
     print(f"dispatch (1-element conv, {disp['backend']}): torch {disp['torch_us']:.2f} us, "

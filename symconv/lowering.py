@@ -393,6 +393,8 @@ def clear_cache() -> None:
         _FAST.clear()
         _BACKWARD_PLANS.clear()
         _ENVS.clear()
+        if _native_clear is not None:
+            _native_clear()
 
 
 def _remember(cache: dict, key, value) -> None:
@@ -531,7 +533,7 @@ def _forward_plan(input, weight, bias, stride, padding, dilation, transposed, ou
     if hit is not None:
         return hit
     p = _build_plan(_spec(input), _spec(weight), _spec(bias), _param_tuple(stride),
-                    _param_tuple(padding), _param_tuple(dilation), bool(transposed),
+                    _param_tuple(padding), _param_tuple(dilation), _transposed(transposed),
                     _param_tuple(output_padding), _groups(groups), backend, env_obj)
     if key is not None:
         _remember(_PLANS, key, p)
@@ -547,6 +549,15 @@ def _check_tensor_args(fn: str, **tensors) -> None:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{fn}(): argument '{name}' (position {pos}) must be Tensor, not "
                             f"{type(t).__name__}")
+
+
+def _transposed(t) -> bool:
+    """``torch.convolution``'s argument parser takes only a Python bool here (not 0/1, numpy
+    or tensor bools; ``torch.ops.aten.convolution_backward`` takes any truth value)."""
+    if type(t) is not bool:
+        raise TypeError("convolution(): argument 'transposed' (position 7) must be bool, "
+                        f"not {type(t).__name__}")
+    return t
 
 
 def _groups(g):
@@ -840,6 +851,11 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     # the parameters as passed: a hit is taken only when they are the very objects the entry
     # was made from (ints and tuples of ints are immutable) or convert exactly to its values;
     # else (1.0 == 1, True == 1) the general path decides (_hit_params).
+    if _native_conv is not None and env is None and backend is None and not _is_compiling():
+        out = _native_conv(input, weight, bias, stride, padding, dilation, transposed,
+                           output_padding, groups)
+        if out is not None:
+            return out
     key: tuple | None = None
     if env is None:
         try:
@@ -915,6 +931,9 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
             _remember(_FAST, key, _fast_entry(pl, grad, bias, backend) + (
                 _immutable_params(stride, padding, dilation, transposed, output_padding, groups,
                                   params),))
+            if backend is None:
+                _register_native(pl, grad, input, weight, bias, stride, padding, dilation,
+                                 transposed, output_padding, groups)
     if grad:
         return _autograd(pl, input, weight, bias, backend, env)
     return _execute(pl, input, weight, bias)
@@ -1030,19 +1049,42 @@ KERNEL_TAKES_FLAGS = frozenset({B.Cudnn, B.CudnnTranspose, B.Miopen, B.MiopenDep
                                 B.MiopenTranspose})
 
 
+def _direct_kind(pl: Plan, grad: bool, bias) -> ConvBackend | None:
+    """The backend whose kernel a cache hit may call directly (no views, copies, group splits
+    or batch splits, no autograd), or None: such calls run the general :func:`_execute`. The
+    one list of these conditions, for the Python warm path and the compiled one
+    (symconv.native)."""
+    if grad:
+        return None
+    be = pl.backend
+    plain = not pl.view1d and pl.input_in_format and pl.weight_in_format
+    if plain and be == B.Cudnn and not pl.split_batch:
+        return be
+    if plain and be == B.Mkldnn and (bias is None or bias.is_contiguous()):
+        return be
+    if plain and pl.groups == 1 and be in _DIRECT:
+        return be
+    if be == B.Slow3d and not pl.view1d:
+        return be
+    if plain and be in (B.CudaDepthwise2d, B.CudaDepthwise3d) and \
+            pl.memory_format == torch.contiguous_format:
+        return be
+    return None
+
+
 def _fast_entry(pl: Plan, grad: bool, bias, backend):
     """What a cache hit runs, ``(fn, pre, post)``: ``fn(input, weight, bias)`` when ``pre`` is
     None, ``fn(input, weight, *pre)`` when only ``post`` is None (no bias), else
     ``fn(input, weight, *pre, bias, *post)``. The kernel is called directly (no Python frame in
-    between) in the common cases, those without views, copies or group splits; else through
-    the general :func:`_execute` (or autograd). ``bias`` is the call's bias tensor or None:
-    its properties are part of the cache key."""
+    between) where :func:`_direct_kind` allows; else through the general :func:`_execute` (or
+    autograd). ``bias`` is the call's bias tensor or None: its properties are part of the cache
+    key."""
     if grad:
         return (lambda inp, w, b: _autograd(pl, inp, w, b, backend, None)), None, None
-    be = pl.backend
-    plain = not pl.view1d and pl.input_in_format and pl.weight_in_format
+    be = _direct_kind(pl, grad, bias)
     s, p, d, g, ks = pl.stride, pl.padding, pl.dilation, pl.groups, pl.kernel_size
-    if plain and be == B.Cudnn and not pl.split_batch:
+    direct: tuple[Any, tuple, tuple] | None = None
+    if be == B.Cudnn:
         env = pl.env
         tail = (p, s, d, g, env.cudnn_benchmark, env.deterministic, env.cudnn_allow_tf32)
         if bias is None:
@@ -1054,22 +1096,49 @@ def _fast_entry(pl: Plan, grad: bool, bias, backend):
             out.add_(_reshape_bias(inp.dim(), b))
             return out
         return run, None, None
-    direct: tuple[Any, tuple, tuple] | None = None
-    if plain and be == B.Mkldnn and (bias is None or bias.is_contiguous()):
+    if be == B.Mkldnn:
         direct = torch.mkldnn_convolution, (), (p, s, d, g)
-    elif plain and g == 1 and be in _DIRECT:
-        kernel, pre_args, post_args = _DIRECT[be]
-        direct = kernel, pre_args(pl), post_args(pl)
-    elif be == B.Slow3d and not pl.view1d:
+    elif be == B.Slow3d:
         direct = _nn.slow_conv3d, (ks,), (s, p)
-    elif plain and be in (B.CudaDepthwise2d, B.CudaDepthwise3d) and \
-            pl.memory_format == torch.contiguous_format:
+    elif be in (B.CudaDepthwise2d, B.CudaDepthwise3d):
         fn = _nn._conv_depthwise2d if be == B.CudaDepthwise2d else _nn.conv_depthwise3d
         direct = fn, (ks,), (s, p, d)
+    elif be is not None:
+        kernel, pre_args, post_args = _DIRECT[be]
+        direct = kernel, pre_args(pl), post_args(pl)
     if direct is not None:
         fn, pre, post = direct
         return (fn, pre + (None,) + post, None) if bias is None else direct
     return (lambda inp, w, b: _execute(pl, inp, w, b)), None, None
+
+
+# The compiled warm path (symconv.native.enable sets these; None: the Python one alone).
+_native_conv: Callable[..., Any] | None = None
+_native_register: Callable[..., Any] | None = None
+_native_clear: Callable[[], Any] | None = None
+_is_compiling = torch.compiler.is_compiling
+
+
+def _set_native(conv, register, clear) -> None:
+    """Install (or, with Nones, remove) the compiled warm path: ``conv`` answers a call seen
+    before, ``register`` remembers what the Python path chose (symconv.native)."""
+    global _native_conv, _native_register, _native_clear
+    with _cache_lock:
+        _native_conv, _native_register, _native_clear = conv, register, clear
+
+
+def _register_native(pl: Plan, grad: bool, input, weight, bias, stride, padding, dilation,
+                     transposed, output_padding, groups) -> None:
+    """Hand a decided call's plan to the compiled warm path, where it runs one kernel."""
+    register = _native_register
+    be = _direct_kind(pl, grad, bias)
+    if register is None or be is None:
+        return
+    env = pl.env
+    register(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
+             int(be), pl.kernel_size, pl.stride, pl.padding, pl.dilation,
+             pl.output_padding or [0] * len(pl.stride), pl.groups, env.cudnn_benchmark,
+             env.deterministic, env.cudnn_allow_tf32)
 
 
 # The kernels of the group-split backends (groups == 1), as (kernel, arguments before the bias,

@@ -287,6 +287,26 @@ def run_case(c: dict, device: str) -> list[dict]:
                                              torch.equal(again, out))
                 if ok and not ok_w:
                     ok, err = False, err_w
+                if NATIVE["on"]:
+                    # without autograd, twice: the second is answered by the compiled warm path
+                    # when the first registered its plan (symconv.native)
+                    import symconv.native
+                    before = symconv.native.plan_count()
+                    with torch.no_grad():
+                        first = sym(c, x, w, b, be)
+                        registered = symconv.native.plan_count() > before
+                        second = sym(c, x, w, b, be)
+                    run["native_registered"] = registered
+                    # held to torch like the first call (some cuDNN algorithms are not
+                    # bit-reproducible); bit-identity is recorded besides
+                    ok_1, err_1, _ = compare(first, ref, truth, dtype, tf32)
+                    ok_2, err_2, _ = compare(second, ref, truth, dtype, tf32)
+                    run["native_ok"] = bool(ok_1 and ok_2 and second.shape == first.shape
+                                            and second.stride() == first.stride())
+                    run["native_identical"] = bool(run["native_ok"] and
+                                                   torch.equal(second, first))
+                    if ok and not run["native_ok"]:
+                        ok, err = False, max(err_1, err_2)
                 run.update(ok=ok, fwd_err=err, torch_err=err_t,
                            identical=bool(out.shape == ref.shape and torch.equal(out, ref)))
                 if not ok:
@@ -381,12 +401,22 @@ def environment(device: str) -> dict:
     return env
 
 
+NATIVE = {"on": False}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--native", action="store_true",
+                    help="also run each call twice without autograd with the compiled warm "
+                    "path enabled (symconv.native) and check it against the Python path")
     args = ap.parse_args(argv)
+    if args.native:
+        import symconv.native
+        symconv.native.enable()
+        NATIVE["on"] = True
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device", file=sys.stderr)
         return 2
@@ -412,6 +442,9 @@ def main(argv=None) -> int:
         summary[key]["backward_unreachable"] += bool(r.get("bwd_unreachable"))
         summary[key]["double_unreachable"] += bool(r.get("double_unreachable"))
         summary[key]["warm_identical"] += bool(r.get("warm_identical"))
+        summary[key]["native_registered"] += bool(r.get("native_registered"))
+        summary[key]["native_ok"] += bool(r.get("native_ok"))
+        summary[key]["native_identical"] += bool(r.get("native_identical"))
         summary[key][r["dtype"]] += 1
     selection_agrees = sum(r["selected"] == r["torch_selected"] for r in runs
                            if not r.get("forced"))
@@ -431,7 +464,10 @@ def main(argv=None) -> int:
         print(f"  {k:28s} runs {v['runs']:4d} agree {v['agree']:4d} identical "
               f"{v['identical']:4d} backward {v['backward']:4d} double {v['double']:3d} "
               f"backward unreachable {v['backward_unreachable']} double backward unreachable "
-              f"{v['double_unreachable']} warm path identical {v['warm_identical']}")
+              f"{v['double_unreachable']} warm path identical {v['warm_identical']}"
+              + (f" compiled warm path: registered {v['native_registered']} agree "
+                 f"{v['native_ok']} identical {v['native_identical']}" if NATIVE["on"]
+                 else ""))
     print(f"  selection agrees with torch in {selection_agrees} of {out['selection_runs']}")
     bad = [r for r in runs if not r["ok"]]
     for r in bad[:20]:

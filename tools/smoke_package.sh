@@ -33,7 +33,8 @@ python3 - "$wheel" <<'PY'
 import sys, zipfile
 wheel = zipfile.ZipFile(sys.argv[1])
 names = set(wheel.namelist())
-for need in ("symconv/py.typed", "symconv/cli/__init__.py", "proofs/__init__.py",
+for need in ("symconv/py.typed", "symconv/_fastpath.cpp", "symconv/cli/__init__.py",
+             "proofs/__init__.py",
              "symconv_launcher.py"):
     assert need in names, f"{need} is missing from the wheel"
 entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
