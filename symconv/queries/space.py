@@ -118,6 +118,33 @@ class _TSpec(TensorSpec):
 
     __hash__ = object.__hash__
 
+    def suggest_memory_format(self, exact_match: bool = False) -> Any:
+        """:meth:`TensorSpec.suggest_memory_format`, memoised on the shape terms, the explicit
+        strides and the facts it reads (the layout, then the memory format when no strides are
+        given: read here in that order, as the original reads them, so the logged reads are
+        the same). Nodes of the decision tree ask it again and again with other dtypes or
+        flags; the terms it builds (channels-last stride tests) are the costly part."""
+        layout = self.layout
+        if layout != torch.strided:
+            return TensorSpec.suggest_memory_format(self, exact_match)
+        strides = object.__getattribute__(self, "strides")
+        mf = self.memory_format if strides is None else None
+        shape = object.__getattribute__(self, "shape")
+        key = (_term_ids(shape), None if strides is None else _term_ids(strides), mf,
+               bool(exact_match))
+        hit = _SUGGEST_MEMO.get(key)
+        if hit is None:  # the entry keeps the shape and strides alive: their ids stay theirs
+            hit = _SUGGEST_MEMO[key] = ((shape, strides),
+                                        TensorSpec.suggest_memory_format(self, exact_match))
+        return hit[1]
+
+
+def _term_ids(xs) -> tuple:
+    return tuple(x.get_id() if isinstance(x, z3.ExprRef) else ("v", x) for x in xs)
+
+
+_SUGGEST_MEMO: dict = {}
+
 
 def _tspec(spec: TensorSpec, ev: _Evaluator, bind: dict) -> _TSpec:
     t = _TSpec(spec.shape, dtype=spec.dtype, device=spec.device,
@@ -714,6 +741,7 @@ def clear_caches() -> None:
     _SHARED.clear()
     _SPACE_CACHE.clear()
     _NOT_MEMO.clear()
+    _SUGGEST_MEMO.clear()
 
 
 def space(env: Environment, *, dims: Sequence[int] | None = None, restrict: dict | None = None,
