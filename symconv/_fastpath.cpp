@@ -35,6 +35,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -76,7 +77,9 @@ struct KeyHash {
   }
 };
 
-std::unordered_map<std::vector<int64_t>, Plan, KeyHash> plans;
+// shared so that a call keeps its plan while it runs without the GIL (another thread may
+// register, evict or clear meanwhile)
+std::unordered_map<std::vector<int64_t>, std::shared_ptr<const Plan>, KeyHash> plans;
 size_t max_plans = 4096;
 PyObject* depthwise_flag = nullptr;  // a callable giving the depthwise-kernel flag as an int
 
@@ -322,11 +325,11 @@ PyObject* convolution(PyObject* /*self*/, PyObject* const* args, Py_ssize_t narg
   if (it == plans.end()) {
     Py_RETURN_NONE;
   }
-  const Plan& plan = it->second;
+  std::shared_ptr<const Plan> plan = it->second;
   at::Tensor out;
   {
     pybind11::gil_scoped_release no_gil;
-    out = run(plan, *call.input, *call.weight, call.bias);
+    out = run(*plan, *call.input, *call.weight, call.bias);
   }
   return THPVariable_Wrap(std::move(out));
   END_HANDLE_TH_ERRORS
@@ -354,20 +357,21 @@ PyObject* register_plan(PyObject* /*self*/, PyObject* const* args, Py_ssize_t na
   if (made == 0 || !runs(backend)) {
     Py_RETURN_FALSE;
   }
-  Plan plan;
-  plan.backend = backend;
-  plan.kernel_size = int_list(args[10]);
-  plan.stride = int_list(args[11]);
-  plan.padding = int_list(args[12]);
-  plan.dilation = int_list(args[13]);
-  plan.output_padding = int_list(args[14]);
-  plan.groups = PyLong_AsLongLong(args[15]);
-  if (plan.groups == -1 && PyErr_Occurred()) {
+  auto plan = std::make_shared<Plan>();
+  Plan& p = *plan;
+  p.backend = backend;
+  p.kernel_size = int_list(args[10]);
+  p.stride = int_list(args[11]);
+  p.padding = int_list(args[12]);
+  p.dilation = int_list(args[13]);
+  p.output_padding = int_list(args[14]);
+  p.groups = PyLong_AsLongLong(args[15]);
+  if (p.groups == -1 && PyErr_Occurred()) {
     return nullptr;
   }
-  plan.benchmark = PyObject_IsTrue(args[16]) == 1;
-  plan.deterministic = PyObject_IsTrue(args[17]) == 1;
-  plan.allow_tf32 = PyObject_IsTrue(args[18]) == 1;
+  p.benchmark = PyObject_IsTrue(args[16]) == 1;
+  p.deterministic = PyObject_IsTrue(args[17]) == 1;
+  p.allow_tf32 = PyObject_IsTrue(args[18]) == 1;
   if (plans.size() >= max_plans && plans.find(key) == plans.end()) {
     plans.erase(plans.begin());
   }

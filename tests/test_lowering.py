@@ -803,3 +803,14 @@ def test_recorded_cuda_lowering_all_agree():
     assert {r["dtype"] for r in forced_dw} == {"float32", "float16", "bfloat16"}
     assert all(r["dtype"] == "float32" and r["backend"] == "Cudnn" and r["forced"]
                for r in runs if r.get("double_unreachable"))
+    # the compiled warm path (tools/gpu_lowering.py --native): every run's two calls without
+    # autograd agreed with torch; plans were registered for exactly the backends whose kernel
+    # it calls (symconv/_fastpath.cpp), never for a forced backend
+    if "--native" in rec["generator"]["argv"]:
+        assert all(r["native_ok"] for r in runs if "native_ok" in r)
+        registered = collections.Counter(r["backend"] for r in runs if r.get("native_registered"))
+        assert not any(r["forced"] for r in runs if r.get("native_registered"))
+        assert {"Cudnn", "CudaDepthwise2d", "CudaDepthwise3d"} <= set(registered)
+        assert set(registered) <= {"Cudnn", "CudaDepthwise2d", "CudaDepthwise3d", "Slow2d",
+                                   "SlowDilated2d", "SlowDilated3d", "SlowTranspose2d",
+                                   "SlowTranspose3d", "Slow3d", "Mkldnn", "NnpackSpatial"}

@@ -213,3 +213,28 @@ def test_clear_and_disable(fast):
         finally:
             native.enable()
         assert native.enabled()
+
+
+def test_threads_share_the_cache_while_it_is_cleared(fast):
+    """Plans are kept alive while a call runs without the GIL: calls from several threads,
+    with the cache cleared and refilled under them, all compute torch's result."""
+    import threading
+    cases = [_call((2, 4, 9, 9), (6, 4, 3, 3), padding=1, seed=s) for s in range(3)]
+    with torch.no_grad():
+        wants = [torch.convolution(*a) for a in cases]
+    bad: list = []
+
+    def work(k: int) -> None:
+        with torch.no_grad():
+            for i in range(150):
+                a = cases[(i + k) % 3]
+                if not torch.equal(symconv.convolution(*a), wants[(i + k) % 3]):
+                    bad.append((k, i))
+                if k == 0 and i % 10 == 0:
+                    lowering.clear_cache()
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []
