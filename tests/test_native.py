@@ -238,3 +238,74 @@ def test_threads_share_the_cache_while_it_is_cleared(fast):
     for t in threads:
         t.join()
     assert bad == []
+
+
+# --------------------------------------------------------------------------------------
+# Fuzz: with the compiled path on, symconv.convolution answers every call exactly as the
+# Python path alone does (result bitwise, or the error's type and first line), cold and warm;
+# 1,000 seeded calls mixing valid small convolutions with wrong parameter values.
+
+_X = {nd: torch.randn((2, 2) + (5,) * nd, generator=torch.Generator().manual_seed(nd))
+      for nd in (1, 2, 3)}
+_W = {(nd, t): torch.randn(((2, 3) if t else (3, 2)) + (2,) * nd,
+                           generator=torch.Generator().manual_seed(10 + nd))
+      for nd in (1, 2, 3) for t in (False, True)}
+_B = torch.randn(3, generator=torch.Generator().manual_seed(99))
+
+
+def _native_fuzz_call(c):
+    from tests.test_fuzz_api import WRONG
+    nd = c.num(1, 3)
+    transposed = c.pick([False, True]) if c.num(0, 9) else c.pick([0, 1, None, "x"])
+    x = _X[nd] if c.num(0, 9) else c.pick([_X[1 + nd % 3], _X[nd][0]])
+    w = _W[(nd, transposed is True)]
+    b = c.pick([None, _B]) if c.num(0, 9) else c.pick([_B[:2], _B.double(), 3])
+
+    def param(lo: int, hi: int):
+        if c.num(0, 5):
+            v = [c.num(lo, hi) for _ in range(nd)]
+            return c.pick([v, tuple(v)])
+        return c.pick(WRONG)
+    args = (x, w, b, param(1, 2), param(0, 1), param(1, 2), transposed, param(0, 1),
+            c.pick([1] * 6 + [2, True, 1.0, 0, -1]))
+    return args
+
+
+def _outcome(args):
+    try:
+        with torch.no_grad():
+            out = symconv.convolution(*args)
+        return ("ok", out)
+    except Exception as e:  # noqa: BLE001 - compared below
+        return (type(e), (str(e).splitlines() or [""])[0])
+
+
+def _same(a, b) -> bool:
+    if a[0] != b[0]:
+        return False
+    if a[0] == "ok":
+        return bool(a[1].shape == b[1].shape and a[1].stride() == b[1].stride()
+                    and torch.equal(a[1], b[1]))
+    return a[1] == b[1]
+
+
+@pytest.mark.parametrize("n", [1000, pytest.param(10_000, marks=pytest.mark.slow)])
+def test_fuzz_compiled_path_answers_as_the_python_path(fast, n):
+    from tests import fuzz_strategies as fz
+    answered = [0]
+
+    def check(args) -> None:
+        native.disable()
+        lowering.clear_cache()
+        python = [_outcome(args), _outcome(args)]  # cold, then the Python warm path
+        native.enable()
+        lowering.clear_cache()
+        before = fast.plan_count()
+        compiled = [_outcome(args), _outcome(args)]  # cold (registers), then compiled
+        answered[0] += fast.plan_count() > before
+        for p, q in zip(python, compiled):
+            assert _same(p, q), (args[3:], p[:1], q[:1])
+    tried = fz.run_seeded(f"native/convolution/{n}", _native_fuzz_call, check, n=n)
+    print(f"fuzz native: {tried} calls, {answered[0]} answered by compiled plans")
+    assert tried >= n
+    assert answered[0] >= n // 20  # a good share of the calls really went through the compiled path
