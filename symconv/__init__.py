@@ -41,3 +41,23 @@ __all__ += ["reach", "explain"]
 from .tracing import Trace, trace  # noqa: E402
 __all__ += ["trace", "Trace"]
 from .queries.diff import diff  # noqa: E402,F401  (where two environments answer differently)
+
+
+def _native_from_environment() -> None:
+    """``SYMCONV_NATIVE=1``: enable the compiled warm path at import (symconv.native), so that
+    a script runs with it unchanged. A build failure is a warning, not an import error: the
+    Python warm path answers as before."""
+    import os
+    if os.environ.get("SYMCONV_NATIVE", "") not in ("1", "true", "yes"):
+        return
+    import warnings
+
+    from . import native
+    try:
+        native.enable()
+    except native.NativeBuildError as e:
+        warnings.warn(f"SYMCONV_NATIVE is set but {e}; the Python warm path answers",
+                      RuntimeWarning, stacklevel=2)
+
+
+_native_from_environment()

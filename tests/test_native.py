@@ -309,3 +309,24 @@ def test_fuzz_compiled_path_answers_as_the_python_path(fast, n):
     print(f"fuzz native: {tried} calls, {answered[0]} answered by compiled plans")
     assert tried >= n
     assert answered[0] >= n // 20  # a good share of the calls really went through the compiled path
+
+
+def test_symconv_native_environment_variable(fast):
+    """SYMCONV_NATIVE=1 enables the compiled path when symconv is imported (built already by the
+    fixture, so this loads the cached build)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import torch, symconv, symconv.native as n; x = torch.randn(1, 2, 5, 5); "
+            "w = torch.randn(3, 2, 3, 3); a = (x, w, None, [1, 1], [0, 0], [1, 1], False, "
+            "[0, 0], 1)\nwith torch.no_grad(): symconv.convolution(*a)\n"
+            "print(n.enabled(), n.plan_count())")
+    env = dict(os.environ, SYMCONV_NATIVE="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "1"]
+    env["SYMCONV_NATIVE"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.stdout.split() == ["False", "0"]
