@@ -1047,7 +1047,7 @@ def _compare(plan: _Plan, st: Structure, q: _Solver, assign: dict, ca: list, cb:
                 else:
                     sat_by[i] = (v, why, m)
             break
-        hit = [i for i in rest if z3.is_true(m.eval(cands[i][0], model_completion=True))]
+        hit = [i for i, h in zip(rest, _true_in(m, [cands[i][0] for i in rest])) if h]
         if not hit:  # pragma: no cover - the model satisfies the disjunction
             raise AssertionError("diff: a model of the disjunction satisfies no pair")
         for i in hit:
@@ -1068,6 +1068,22 @@ def _compare(plan: _Plan, st: Structure, q: _Solver, assign: dict, ca: list, cb:
             unknown.append(f"{r.facts_text()}: {r.a} -> {r.b}: {why}")
         out.append(r)
     return out, pairs
+
+
+def _true_in(m, terms: list) -> list[bool]:
+    """Which of the boolean ``terms`` the model satisfies (with model completion): one
+    evaluation of ``sum(If(t_i, 2**i, 0))`` instead of one per term, so the subterms the terms
+    share are evaluated once."""
+    if len(terms) == 1:
+        return [z3.is_true(m.eval(terms[0], model_completion=True))]
+    ctx = terms[0].ctx
+    one, zero = z3.IntVal(1, ctx), z3.IntVal(0, ctx)
+    code = m.eval(z3.Sum([z3.If(t, z3.IntVal(1 << i, ctx), zero) if i else z3.If(t, one, zero)
+                          for i, t in enumerate(terms)]), model_completion=True)
+    if not z3.is_int_value(code):  # pragma: no cover - every term evaluates to a constant
+        return [z3.is_true(m.eval(t, model_completion=True)) for t in terms]
+    v = code.as_long()
+    return [bool(v >> i & 1) for i in range(len(terms))]
 
 
 class _Solver:
