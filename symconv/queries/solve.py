@@ -232,7 +232,8 @@ def _pin_from(s, symbols, names, tgt, eqs, cur, take, step_rlimit) -> tuple[dict
     with the pins so far; last, each unpinned symbol in ORDER moved as close to its target as
     the assertions allow with the others kept (a binary search on the model, no solver), and
     a value still 65 to 2**20 away by a binary search with the solver (small steps, at most
-    32 per model).
+    32 per model), in a solver holding the values fixed so far as assertions (a step the
+    incremental solver decides where that one cannot).
     Undecided steps pin or move nothing; every step keeps a model of the assertions."""
     every = z3.And(*s.assertions())
     mdl = None
@@ -275,12 +276,21 @@ def _pin_from(s, symbols, names, tgt, eqs, cur, take, step_rlimit) -> tuple[dict
             continue
         x, t = symbols[n], tgt[n]
         lo, hi = 0, abs(cur[n] - t)
-        while lo < hi and steps > 0:
+        # the values fixed so far asserted (not assumed) in a solver of their own: Z3
+        # substitutes them once, and each step searches the few values left free
+        sub = new_solver()
+        sub.add(every, *fixed)
+        # (cur is a model: this first check takes the assertions in; undecided, skip the symbol)
+        ready = limited_check(sub, rlimit=step_rlimit) == z3.sat
+        while ready and lo < hi and steps > 0:
             steps -= 1
             mid = (lo + hi) // 2
-            r = limited_check(s, *fixed, x - t <= mid, t - x <= mid, rlimit=SHRINK_RLIMIT)
+            near = (x - t <= mid, t - x <= mid)
+            r, m = limited_check(sub, *near, rlimit=SHRINK_RLIMIT), sub
+            if r == z3.unknown:  # undecided there: the incremental solver (it learnt more)
+                r, m = limited_check(s, *fixed, *near, rlimit=SHRINK_RLIMIT), s
             if r == z3.sat:
-                cur = take(s.model())
+                cur = take(m.model())
                 hi = abs(cur[n] - t)
             elif r == z3.unsat:
                 lo = mid + 1
