@@ -851,7 +851,10 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     # the parameters as passed: a hit is taken only when they are the very objects the entry
     # was made from (ints and tuples of ints are immutable) or convert exactly to its values;
     # else (1.0 == 1, True == 1) the general path decides (_hit_params).
-    if _native_conv is not None and env is None and backend is None and not _is_compiling():
+    if _is_compiling():  # dynamo: run it eagerly, outside the graph (see _eager_convolution)
+        return _eager_convolution(input, weight, bias, stride, padding, dilation, transposed,
+                                  output_padding, groups, backend=backend, env=env)
+    if _native_conv is not None and env is None and backend is None:
         out = _native_conv(input, weight, bias, stride, padding, dilation, transposed,
                            output_padding, groups)
         if out is not None:
@@ -937,6 +940,22 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
     if grad:
         return _autograd(pl, input, weight, bias, backend, env)
     return _execute(pl, input, weight, bias)
+
+
+# Under torch.compile, symconv.convolution runs eagerly at a graph break: it calls the backend
+# kernels themselves, and some have no fake-tensor (meta) implementation for dynamo to trace
+# (oneDNN's mkldnn_convolution). symconv.nn's modules are the graph-friendly form: symconv
+# checks the call while tracing and torch's own convolution enters the graph.
+# (made on first use: importing torch._dynamo costs about 1.8 s, which plain use never pays;
+# dynamo, which is running then, steps out of the graph to make it)
+_EAGER: list = []
+
+
+def _eager_convolution(*args, **kwargs):
+    if not _EAGER:
+        import torch._dynamo
+        _EAGER.append(torch._dynamo.disable(convolution, recursive=True))
+    return _EAGER[0](*args, **kwargs)
 
 
 # The warm path's parameters. An entry of _FAST is (fn, pre, post, same): ``same`` holds the

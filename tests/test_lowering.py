@@ -814,3 +814,20 @@ def test_recorded_cuda_lowering_all_agree():
         assert set(registered) <= {"Cudnn", "CudaDepthwise2d", "CudaDepthwise3d", "Slow2d",
                                    "SlowDilated2d", "SlowDilated3d", "SlowTranspose2d",
                                    "SlowTranspose3d", "Slow3d", "Mkldnn", "NnpackSpatial"}
+
+
+def test_convolution_under_torch_compile_runs_eagerly_and_agrees():
+    """symconv.convolution calls backend kernels that dynamo cannot trace on fake tensors
+    (oneDNN's has no meta kernel): under torch.compile it runs outside the graph, with the
+    same result; the rest of the function is compiled."""
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+
+    def f(x, w):
+        return symconv.convolution(x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1).relu()
+    torch._dynamo.reset()
+    with torch.no_grad():
+        g = torch.compile(f, backend="eager")
+        for _ in range(2):
+            assert torch.equal(g(x, w), f(x, w))
+    with pytest.raises(symconv.ConvError, match="expected input"):
+        torch.compile(f, backend="eager")(torch.randn(2, 5, 8, 8), w)
