@@ -926,6 +926,9 @@ def convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, trans
                                   output_padding, groups, backend, env)
     pl = _forward_plan(input, weight, bias, stride, padding, dilation, transposed,
                        output_padding, groups, backend, env)
+    if pl.backend == B.Overrideable and backend is None and input.is_meta:
+        return _meta_convolution(input, weight, bias, stride, padding, dilation, transposed,
+                                 output_padding, groups)
     grad = _C.is_grad_enabled() and (input.requires_grad or weight.requires_grad
                                      or (bias is not None and bias.requires_grad))
     if key is not None:
@@ -1415,10 +1418,23 @@ def _conv(input, weight, bias, stride, padding, dilation, transposed, output_pad
     """``at::convolution`` -> ``_convolution``: plan (cached) and run, recording autograd."""
     pl = _forward_plan(input, weight, bias, stride, padding, dilation, transposed,
                        output_padding, groups, backend, env)
+    if pl.backend == B.Overrideable and backend is None and input.is_meta:
+        return _meta_convolution(input, weight, bias, stride, padding, dilation, transposed,
+                                 output_padding, groups)
     if _C.is_grad_enabled() and (input.requires_grad or weight.requires_grad
                                  or (bias is not None and bias.requires_grad)):
         return _autograd(pl, input, weight, bias, backend, env)
     return _execute(pl, input, weight, bias)
+
+
+def _meta_convolution(input, weight, bias, stride, padding, dilation, transposed,
+                      output_padding, groups):
+    """A meta input: torch never reaches ``_convolution`` (``aten::convolution`` has a meta
+    kernel, and selection would say Overrideable); symconv has checked the call, torch's meta
+    kernel gives the output (shape, strides, dtype), as ``torch.convolution`` does."""
+    return torch.convolution(input, weight, bias, list(_param_tuple(stride)),
+                             list(_param_tuple(padding)), list(_param_tuple(dilation)),
+                             transposed, list(_param_tuple(output_padding)), _groups(groups))
 
 
 def _autograd(pl: Plan, input, weight, bias, backend, env):

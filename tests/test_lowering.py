@@ -831,3 +831,38 @@ def test_convolution_under_torch_compile_runs_eagerly_and_agrees():
             assert torch.equal(g(x, w), f(x, w))
     with pytest.raises(symconv.ConvError, match="expected input"):
         torch.compile(f, backend="eager")(torch.randn(2, 5, 8, 8), w)
+
+
+def test_meta_tensors_answer_as_torch():
+    """On meta tensors torch runs aten::convolution's meta kernel (selection would say
+    Overrideable, whose kernel no meta build has): symconv checks the call, then gives torch's
+    meta output. 600 seeded calls, valid and invalid: the same shape, strides and dtype, or the
+    same error (symconv's is a subclass of torch's type, same first line)."""
+    import random
+    rng = random.Random(0)
+    tried = 0
+    for _ in range(600):
+        nd, tr = rng.choice([1, 2, 3]), rng.random() < 0.3
+        n, c, g = rng.choice([1, 2]), rng.choice([2, 4]), rng.choice([1, 1, 2])
+        k, h, cout = rng.choice([1, 2, 3]), rng.choice([1, 3, 6, 9]), rng.choice([2, 4, 6])
+        x = torch.empty((n, c) + (h,) * nd, device="meta")
+        if nd == 2 and rng.random() < 0.2:
+            x = x.contiguous(memory_format=torch.channels_last)
+        w = torch.empty(((c, cout // g) if tr else (cout, c // g)) + (k,) * nd, device="meta")
+        b = torch.empty(cout, device="meta") if rng.random() < 0.5 else None
+        args = (x, w, b, [rng.choice([1, 2])] * nd, [rng.choice([0, 1, 3])] * nd,
+                [rng.choice([1, 2])] * nd, tr, [rng.choice([0, 1])] * nd if tr else [0] * nd, g)
+
+        def outcome(f, args=args):
+            try:
+                o = f(*args)
+                return "ok", tuple(o.shape), o.stride(), o.dtype, o.device.type
+            except Exception as e:  # noqa: BLE001 - compared below
+                return type(e), str(e).splitlines()[0]
+        theirs, ours = outcome(torch.convolution), outcome(symconv.convolution)
+        tried += 1
+        if theirs[0] == "ok" or ours[0] == "ok":
+            assert ours == theirs, args[3:]
+        else:
+            assert issubclass(ours[0], theirs[0]) and ours[1] == theirs[1], (args[3:], ours)
+    assert tried == 600
