@@ -228,6 +228,8 @@ class DiffRegion:
     merged: list = dataclasses.field(default_factory=list, repr=False, compare=False)
     # a model of the formula (symbol name -> int), found when the region was proved
     model: dict | None = dataclasses.field(default=None, repr=False, compare=False)
+    # a call of the coverage box in the region (small values: the witness starts there)
+    box_start: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def parts(self) -> list:
@@ -910,7 +912,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     # readable conditions, witnesses
     for r in regions:
         _describe(plan, r, sa)
-    _coverage(plan, regions, structures, boxd, box_samples, seed)
+    _coverage(plan, regions, structures, boxd, box_samples, seed, solvers)
     regions = _merge(plan, sa, regions)
     for r in regions:
         if not r.unknown:
@@ -1368,10 +1370,18 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, q: _Solver
     # from the model that proved the region (no search for a first model), within the calls
     # compared (shape arithmetic in int64: asked again with those conditions if the witness
     # leaves them); should its concrete answers not differ, from a search for small values
-    for start in ([part.model] if part.model is not None else []) + [None]:
-        values = _witness_values(q.s, st, part, minimize, start, replay)
-        if values is not None and not _values_fit(q, values):
-            values = _witness_values(q.s, st, part, minimize, start, replay, q.fit)
+    # first from the region's box call (small values: shrunk on the model, no search), then
+    # from the model that proved the region (no search for a first model), within the calls
+    # compared (shape arithmetic in int64: asked again with those conditions if the witness
+    # leaves them); should its concrete answers not differ, from a search for small values
+    box = [part.box_start] if part.box_start is not None and not minimize else []
+    for start in box + ([part.model] if part.model is not None else []) + [None]:
+        if start is not None and start is part.box_start:
+            values = _shrunk_box_call(q, part, start)
+        else:
+            values = _witness_values(q.s, st, part, minimize, start, replay)
+            if values is not None and not _values_fit(q, values):
+                values = _witness_values(q.s, st, part, minimize, start, replay, q.fit)
         if values is None:  # pragma: no cover - the pair was just found satisfiable
             continue
         oa, sha, ma = concrete_outcome(_side_env(plan.A.env, fa), st.dims, st.transposed,
@@ -1396,6 +1406,19 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, q: _Solver
             checks.append(_torch_check(side, env, flags, st, values, facts, lbl, msg, names))
     r.witness = DiffWitness(st.dims, st.transposed, values, facts, fa, fb, ta, tb, differs,
                             checks)
+
+
+def _shrunk_box_call(q: _Solver, part: DiffRegion, start: dict) -> dict | None:
+    """The box call ``start`` with each value moved towards its preferred value as far as
+    the region, the solver's assertions and the calls compared allow (evaluated on a model,
+    no search); None if Z3 does not confirm ``start`` is a call of the region."""
+    s = q.s
+    s.push()
+    try:
+        s.add(part.formula, q.fit)
+        return solve.shrink_model(s, q.st.symbols, start)
+    finally:
+        s.pop()
 
 
 def _witness_values(s: z3.Solver, st: Structure, part: DiffRegion, minimize: bool,
@@ -1584,7 +1607,10 @@ def _consistent_channels(st: Structure, out: dict, box: dict, rng, n=None) -> No
 
 
 def _coverage(plan: _Plan, regions: list, structures: list, box: dict, n: int,
-              seed: int) -> None:
+              seed: int, solvers: dict | None = None) -> None:
+    """Each region's share of the box (``coverage``, ``hits``) and, given the structures'
+    solvers, its box call nearest the preferred values among those the calls compared admit
+    (``box_start``, where its witness search starts: numpy's choice, confirmed by Z3 there)."""
     if not regions or n <= 0:
         return
     rng = np.random.default_rng(seed)
@@ -1592,13 +1618,37 @@ def _coverage(plan: _Plan, regions: list, structures: list, box: dict, n: int,
     n_struct = len(structures)
     samples = {st.key: _sample_box(st, box, n, rng) for st in structures}
     memos: dict = {}
+    admitted: dict = {}
     for r in regions:
-        vals = samples[r.structure.key]
-        memo = memos.setdefault(r.structure.key, {})
+        st = r.structure
+        vals = samples[st.key]
+        memo = memos.setdefault(st.key, {})
         with np.errstate(all="ignore"):
             hit = np.broadcast_to(np.asarray(np_eval(r.formula, vals, memo), dtype=bool), (n,))
         r.hits = int(hit.sum())
-        r.coverage = (r.hits / n) * _fact_prob(sa, plan, r.structure.dims, r.facts) / n_struct
+        r.coverage = (r.hits / n) * _fact_prob(sa, plan, st.dims, r.facts) / n_struct
+        if not r.hits or solvers is None or st.key not in solvers:
+            continue
+        if st.key not in admitted:
+            q = solvers[st.key]
+            with np.errstate(all="ignore"):
+                ok = np.broadcast_to(np.asarray(np_eval(_and(q.base, q.fit), vals, memo),
+                                                dtype=bool), (n,))
+            admitted[st.key] = (ok, _start_order(st, vals, n))
+        ok, order = admitted[st.key]
+        idx = order[(hit & ok)[order]]
+        if len(idx):
+            r.box_start = {name: int(vals[name][idx[0]]) for name in st.symbols}
+
+
+def _start_order(st: Structure, vals: dict, n: int) -> np.ndarray:
+    """The box calls' indices, best witness starts first: fewer values off their preferred
+    values, then the smaller distance from them."""
+    off = sum(np.broadcast_to(np.asarray(vals[m]) != solve.preferred_value(m), (n,))
+              .astype(np.int64) for m in st.symbols)
+    dist = sum(np.abs(np.broadcast_to(np.asarray(vals[m]), (n,)) - solve.preferred_value(m))
+               for m in st.symbols)
+    return np.lexsort([dist, off])
 
 
 # --------------------------------------------------------------------------------------

@@ -301,6 +301,33 @@ def _pin_from(s, symbols, names, tgt, eqs, cur, take, step_rlimit) -> tuple[dict
     return cur, pinned
 
 
+def shrink_model(s: z3.Solver, symbols: dict, start: dict) -> dict | None:
+    """``start`` (symbol name -> int) with its values moved towards their preferred values,
+    in ORDER and again while a pass moves something, each as far as keeps it a model of the
+    solver's assertions (a binary search by evaluation on the model, no search); ``None`` if
+    ``start`` is not a model of them (Z3 with every value fixed)."""
+    names = sorted(symbols, key=_order_key)
+    cur = {n: int(start[n]) for n in names}
+    if limited_check(s, *[symbols[n] == cur[n] for n in names]) != z3.sat:
+        return None
+    mdl = s.model()
+    for n in names:
+        mdl.update_value(symbols[n], z3.IntVal(cur[n]))
+    every = z3.And(*s.assertions())
+    if not z3.is_true(mdl.eval(every, model_completion=True)):  # pragma: no cover - a model
+        return None
+    tgt = {n: preferred_value(n) for n in names}
+    for _ in range(4):
+        before = dict(cur)
+        for n in names:  # each value at its target where the others allow it
+            if cur[n] != tgt[n] and _holds(mdl, every, symbols[n], tgt[n], cur[n]):
+                cur[n] = tgt[n]
+        cur = _shrink_on_model(mdl, every, symbols, names, tgt, [], cur)
+        if cur == before:
+            break
+    return cur
+
+
 def _shrink_on_model(mdl, every, symbols, names, tgt, pinned, cur) -> dict:
     """Each unpinned symbol in ORDER moved to the value closest to its target that keeps
     ``mdl`` a model of ``every`` (binary search by evaluation, the others kept)."""
