@@ -304,7 +304,8 @@ def _pin_from(s, symbols, names, tgt, eqs, cur, take, step_rlimit) -> tuple[dict
 def shrink_model(s: z3.Solver, symbols: dict, start: dict) -> dict | None:
     """``start`` (symbol name -> int) with its values moved towards their preferred values,
     in ORDER and again while a pass moves something, each as far as keeps it a model of the
-    solver's assertions (a binary search by evaluation on the model, no search); ``None`` if
+    solver's assertions (a binary search by evaluation on the model, no search), then each pair
+    of values still off target both at their targets where that keeps it a model; ``None`` if
     ``start`` is not a model of them (Z3 with every value fixed)."""
     names = sorted(symbols, key=_order_key)
     cur = {n: int(start[n]) for n in names}
@@ -323,6 +324,18 @@ def shrink_model(s: z3.Solver, symbols: dict, start: dict) -> dict | None:
             if cur[n] != tgt[n] and _holds(mdl, every, symbols[n], tgt[n], cur[n]):
                 cur[n] = tgt[n]
         cur = _shrink_on_model(mdl, every, symbols, names, tgt, [], cur)
+        # coupled values (C and Cg with C = Cg*G, a kernel and its padding) move together:
+        # each pair of values still off target, both at their targets
+        off = [n for n in names if cur[n] != tgt[n]]
+        for i, a in enumerate(off):
+            for b in off[i + 1:]:
+                if cur[a] == tgt[a] or cur[b] == tgt[b]:
+                    continue
+                mdl.update_value(symbols[a], z3.IntVal(tgt[a]))
+                if _holds(mdl, every, symbols[b], tgt[b], cur[b]):
+                    cur[a], cur[b] = tgt[a], tgt[b]
+                else:
+                    mdl.update_value(symbols[a], z3.IntVal(cur[a]))
         if cur == before:
             break
     return cur
