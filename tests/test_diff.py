@@ -286,7 +286,7 @@ def test_cli_errors_are_one_line(capsys, argv, arg):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(PAIRS))
 def test_pair_whole_with_10000_samples(name):
-    # the CUDA pair too (about 25 s for the diff and 25 s for the sampled check here)
+    # the CUDA pair too (about 16-18 s for the diff and 24 s for the sampled check here)
     a, b = PAIRS[name]
     res = diff(a, b)
     assert res.verdict in ("different", "no difference"), res.unknown
