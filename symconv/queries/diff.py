@@ -1411,11 +1411,16 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, q: _Solver
 def _shrunk_box_call(q: _Solver, part: DiffRegion, start: dict) -> dict | None:
     """The box call ``start`` with each value moved towards its preferred value as far as
     the region, the solver's assertions and the calls compared allow (evaluated on a model,
-    no search); None if Z3 does not confirm ``start`` is a call of the region."""
+    no search); None if Z3 does not confirm ``start`` is a call of the region. Values only
+    move towards their preferred values (0 or 1), so a start within 4096 stays within it, where
+    the shape arithmetic fits int64 (see ``_Solver.mid``): the calls-compared conditions are
+    then left out of the evaluations (the costly part of them)."""
     s = q.s
     s.push()
     try:
-        s.add(part.formula, q.fit)
+        s.add(part.formula)
+        if max(abs(v) for v in start.values()) > _FITS_BOUND:
+            s.add(q.fit)
         return solve.shrink_model(s, q.st.symbols, start)
     finally:
         s.pop()
@@ -1455,6 +1460,7 @@ def _witness_values(s: z3.Solver, st: Structure, part: DiffRegion, minimize: boo
 
 
 MAX_REPLAY = 2**26
+_FITS_BOUND = 4096  # every symbol within it: the shape arithmetic fits int64
 # each step of a witness search from a model: a step that needs more pins nothing more (the
 # model is kept), where nonlinear conditions (64-bit indexing) make single steps expensive
 PIN_RLIMIT = 1_000_000

@@ -314,7 +314,7 @@ def shrink_model(s: z3.Solver, symbols: dict, start: dict) -> dict | None:
     mdl = s.model()
     for n in names:
         mdl.update_value(symbols[n], z3.IntVal(cur[n]))
-    every = z3.And(*s.assertions())
+    every = _conjunction(s.assertions())
     if not z3.is_true(mdl.eval(every, model_completion=True)):  # pragma: no cover - a model
         return None
     tgt = {n: preferred_value(n) for n in names}
@@ -339,6 +339,18 @@ def shrink_model(s: z3.Solver, symbols: dict, start: dict) -> dict | None:
         if cur == before:
             break
     return cur
+
+
+def _conjunction(terms) -> Any:
+    """``z3.And(*terms)`` without its per-argument coercion (the terms are boolean)."""
+    terms = list(terms)
+    if len(terms) == 1:
+        return terms[0]
+    ctx = terms[0].ctx
+    arr = (z3.Ast * len(terms))()
+    for i, x in enumerate(terms):
+        arr[i] = x.as_ast()
+    return z3.BoolRef(z3.z3core.Z3_mk_and(ctx.ref(), len(terms), arr), ctx)
 
 
 def _shrink_on_model(mdl, every, symbols, names, tgt, pinned, cur) -> dict:
