@@ -1637,9 +1637,11 @@ def _coverage(plan: _Plan, regions: list, structures: list, box: dict, n: int,
             continue
         if st.key not in admitted:
             q = solvers[st.key]
+            # within 4096 the shape arithmetic fits int64: the calls-compared conditions hold
+            top = max(int(np.max(np.abs(np.asarray(vals[m])))) for m in st.symbols)
+            cond = q.base if top <= _FITS_BOUND else _and(q.base, q.fit)
             with np.errstate(all="ignore"):
-                ok = np.broadcast_to(np.asarray(np_eval(_and(q.base, q.fit), vals, memo),
-                                                dtype=bool), (n,))
+                ok = np.broadcast_to(np.asarray(np_eval(cond, vals, memo), dtype=bool), (n,))
             admitted[st.key] = (ok, _start_order(st, vals, n))
         ok, order = admitted[st.key]
         idx = order[(hit & ok)[order]]
