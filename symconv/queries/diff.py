@@ -434,13 +434,7 @@ def _and(*xs):
         kept.append(x)
     if not kept:
         return _TRUE
-    if len(kept) == 1:
-        return kept[0]
-    ctx = kept[0].ctx
-    arr = (z3.Ast * len(kept))()
-    for i, x in enumerate(kept):
-        arr[i] = x.as_ast()
-    return z3.BoolRef(z3.z3core.Z3_mk_and(ctx.ref(), len(kept), arr), ctx)
+    return solve.conjunction(kept)
 
 
 class _SideCtx:

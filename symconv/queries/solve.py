@@ -314,7 +314,7 @@ def shrink_model(s: z3.Solver, symbols: dict, start: dict) -> dict | None:
     mdl = s.model()
     for n in names:
         mdl.update_value(symbols[n], z3.IntVal(cur[n]))
-    every = _conjunction(s.assertions())
+    every = conjunction(s.assertions())
     if not z3.is_true(mdl.eval(every, model_completion=True)):  # pragma: no cover - a model
         return None
     tgt = {n: preferred_value(n) for n in names}
@@ -341,7 +341,7 @@ def shrink_model(s: z3.Solver, symbols: dict, start: dict) -> dict | None:
     return cur
 
 
-def _conjunction(terms) -> Any:
+def conjunction(terms) -> Any:
     """``z3.And(*terms)`` without its per-argument coercion (the terms are boolean)."""
     terms = list(terms)
     if len(terms) == 1:
