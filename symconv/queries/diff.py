@@ -584,45 +584,62 @@ _NP_BINARY: dict[int, Callable[[Any, Any], Any]] = {
 
 def np_eval(e: Any, env: dict, memo: dict | None = None):
     """Evaluate a z3 integer/boolean term on numpy arrays (int64 or object) of symbol values,
-    with Z3's semantics (``div``/``mod`` round towards minus infinity for positive divisors)."""
+    with Z3's semantics (``div``/``mod`` round towards minus infinity for positive divisors).
+    ``memo`` (a dict the caller keeps for one ``env``) shares subterms across calls; each entry
+    holds a reference on its term, so its id is not reused while the memo lives. The term is
+    walked through Z3's C API (the Python wrappers cost most of the time)."""
     if memo is None:
         memo = {}
-    key = e.get_id()
+    ctx = e.ctx
+    return _np_eval(ctx.ref(), ctx, e.as_ast(), env, memo)
+
+
+_Z = z3.z3core
+
+
+def _np_eval(c: Any, ctx: Any, a: Any, env: dict, memo: dict):
+    key = _Z.Z3_get_ast_id(c, a)
     hit = memo.get(key)
     if hit is not None:
         return hit[1]
-    if z3.is_true(e):
-        r = True
-    elif z3.is_false(e):
-        r = False
-    elif z3.is_int_value(e):
-        r = e.as_long()
-    elif z3.is_const(e) and e.decl().kind() == z3.Z3_OP_UNINTERPRETED:
-        r = env[str(e)]
+    ak = _Z.Z3_get_ast_kind(c, a)
+    if ak == z3.Z3_NUMERAL_AST:
+        r: Any = int(_Z.Z3_get_numeral_string(c, a))
+    elif ak != z3.Z3_APP_AST:
+        raise NotImplementedError(f"np_eval: {z3.AstRef(a, ctx)}")
     else:
-        k = e.decl().kind()
-        a = [np_eval(c, env, memo) for c in e.children()]
-        fold = _NP_FOLD.get(k)
-        if fold is not None:  # n-ary, folded left to right
-            r = a[0]
-            for x in a[1:]:
-                r = fold(r, x)
-        elif k in _NP_BINARY:
-            r = _NP_BINARY[k](a[0], a[1])
-        elif k == z3.Z3_OP_NOT:
-            r = np.logical_not(a[0])
-        elif k == z3.Z3_OP_UMINUS:
-            r = -a[0]
-        elif k in (z3.Z3_OP_IDIV, z3.Z3_OP_MOD):
-            x, y = a
-            y_safe = np.where(np.equal(y, 0), 1, y)
-            q = np.where(np.greater(y_safe, 0), x // y_safe, -(x // -y_safe))
-            r = q if k == z3.Z3_OP_IDIV else x - y_safe * q
-        elif k == z3.Z3_OP_ITE:
-            r = np.where(a[0], a[1], a[2])
+        d = _Z.Z3_get_app_decl(c, a)
+        k = _Z.Z3_get_decl_kind(c, d)
+        n = _Z.Z3_get_app_num_args(c, a)
+        if k == z3.Z3_OP_TRUE:
+            r = True
+        elif k == z3.Z3_OP_FALSE:
+            r = False
+        elif k == z3.Z3_OP_UNINTERPRETED and n == 0:
+            r = env[_Z.Z3_get_symbol_string(c, _Z.Z3_get_decl_name(c, d))]
         else:
-            raise NotImplementedError(f"np_eval: {e.decl()}")
-    memo[key] = (e, r)
+            args = [_np_eval(c, ctx, _Z.Z3_get_app_arg(c, a, i), env, memo) for i in range(n)]
+            fold = _NP_FOLD.get(k)
+            if fold is not None:  # n-ary, folded left to right
+                r = args[0]
+                for x in args[1:]:
+                    r = fold(r, x)
+            elif k in _NP_BINARY:
+                r = _NP_BINARY[k](args[0], args[1])
+            elif k == z3.Z3_OP_NOT:
+                r = np.logical_not(args[0])
+            elif k == z3.Z3_OP_UMINUS:
+                r = -args[0]
+            elif k in (z3.Z3_OP_IDIV, z3.Z3_OP_MOD):
+                x, y = args
+                y_safe = np.where(np.equal(y, 0), 1, y)
+                q = np.where(np.greater(y_safe, 0), x // y_safe, -(x // -y_safe))
+                r = q if k == z3.Z3_OP_IDIV else x - y_safe * q
+            elif k == z3.Z3_OP_ITE:
+                r = np.where(args[0], args[1], args[2])
+            else:
+                raise NotImplementedError(f"np_eval: {z3.AstRef(a, ctx)}")
+    memo[key] = (z3.AstRef(a, ctx), r)  # the reference keeps the id this term's
     return r
 
 
@@ -1160,10 +1177,15 @@ def _values_fit(q: _Solver, values: dict) -> bool:
 
 def _search(q: _Solver, g) -> tuple[str, str, Any]:
     """A model of ``g`` within the calls compared (``q.fit``), or the proof that none exists:
-    an unbounded step-limited check first (most pairs are decided there; its model counts if
-    it fits, else the check is asked again with the fit conditions), then small values (every
-    symbol in [-64, 64], which fit), then the structure's probe points, then an unlimited
-    search with the fit conditions asserted."""
+    the structure's probe points first (numpy; a hit is confirmed by Z3), then an unbounded
+    step-limited check (most pairs are decided there; its model counts if it fits, else the
+    check is asked again with the fit conditions), then small values (every symbol in
+    [-64, 64], which fit), then an unlimited search with the fit conditions asserted."""
+    # the structure's probe points first (numpy, most of them near the preferred values,
+    # some with huge sizes): a hit is a model within the calls compared, confirmed by Z3
+    m = _probe(q, g)
+    if m is not None:
+        return "sat", "", m
     s, lit = q.s, q.bound
     s.push()
     try:
@@ -1190,11 +1212,6 @@ def _search(q: _Solver, g) -> tuple[str, str, Any]:
         small = solve.limited_check(s, lit, rlimit=SMALL_RLIMIT)
         if small == z3.sat:
             return "sat", "", s.model()
-        # large values (64-bit indexing, big channel counts): try the structure's probe points
-        # (numpy) before the unlimited search; a hit is confirmed by Z3 with every symbol fixed
-        m = _probe(q, g)
-        if m is not None and _fits(q, m):
-            return "sat", "", m
         s.add(q.fit)
         v, why = solve.verdict(s)
         return v, why, (s.model() if v == "sat" else None)
@@ -1202,71 +1219,122 @@ def _search(q: _Solver, g) -> tuple[str, str, Any]:
         s.pop()
 
 
-_PROBE_N = 1024
-_SMALL = np.arange(0, 6)
-_MID = np.array([7, 8, 16, 31, 32, 33, 64, 1024])
-_LARGE = np.array([2**15, 2**16, 2**20, 2**30, 2**31 - 1, 2**31, 2**32, 2**62,
-                   D.INT64_MAX], dtype=object)
+_PROBE_N = 4096
+# the values a probe point gives a parameter or a size: mostly the preferred value, else a
+# small one (0 and -1 included: the checks' edges)
+_P_STEP = np.array([1, 1, 1, 2, 3, 0])          # strides, dilations, kernel sizes
+_P_PAD = np.array([0, 0, 0, 1, 2, -1])          # paddings, output paddings
+_P_SIZE = np.array([1, 1, 1, 2, 3, 4, 0])       # batch and spatial sizes
+_P_GROUPS = np.array([1, 1, 2, 3, 4, 8])
+_P_MULT = np.array([1, 1, 2, 3])                # channels per group
+# one large size: past 32-bit indexing (2**31 and beyond), or large; two: their product is
+_P_BIG1 = np.array([2**31, 2**31 + 1, 2**32, 2**16, 2**20, 2**62])
+_P_BIG2 = np.array([2**16, 2**20, 2**11, 2**21])
 
 
 def _probe_points(st: Structure) -> dict:
-    """Fixed pseudo-random calls of a structure (object arrays: no int64 overflow): each
-    integer small, mid-sized or huge; half of them with consistent channel counts, a quarter
-    depthwise (``C == G``)."""
+    """Fixed pseudo-random calls of a structure (int64 arrays; shape arithmetic past int64
+    wraps, which only loses a point: every hit is confirmed by Z3): each value at its
+    preferred value or a small one, channel counts mostly consistent (plain, grouped or
+    depthwise), and in two thirds of them one size made large (2**31 and beyond: 64-bit
+    indexing) or two sizes made moderately large. The points are near the preferred values,
+    so a region's best point is a readable witness start."""
     rng = np.random.default_rng(1234)
     n = _PROBE_N
-    out = {}
+    out: dict = {}
     for name in st.symbols:
-        kind = rng.random(n)
-        small = rng.choice(_SMALL, n).astype(object)
-        if name.startswith(("stride", "dil")):
-            small = small + 1
-        mid = rng.choice(_MID, n).astype(object)
-        large = rng.choice(_LARGE, n)
-        out[name] = np.where(kind < 0.5, small, np.where(kind < 0.7, mid, large))
-    sel = rng.random(n)
-    g = out["G"]
-    m = rng.integers(1, 5, n).astype(object)
-    cons = sel < 0.5
+        if name.startswith(("stride", "dil", "k")):
+            vals = _P_STEP
+        elif name.startswith(("pad", "opad")):
+            vals = _P_PAD
+        else:
+            vals = _P_SIZE
+        out[name] = rng.choice(vals, n).astype(np.int64)
+    g = out["G"] = rng.choice(_P_GROUPS, n).astype(np.int64)
+    kind = rng.random(n)
+    m = rng.choice(_P_MULT, n).astype(np.int64)
+    cg = rng.choice(_P_MULT, n).astype(np.int64)
+    cons = kind < 0.9  # the rest keep independent channel counts (the checks' errors)
     if st.transposed:
         out["C"] = np.where(cons, m * g, out["C"])
+        out["Cg"] = np.where(cons, cg, out["Cg"])
     else:
+        out["Cg"] = np.where(kind < 0.35, 1, np.where(cons, cg, out["Cg"]))  # depthwise
         out["C"] = np.where(cons, out["Cg"] * g, out["C"])
         out["Cout"] = np.where(cons, m * g, out["Cout"])
-        dw = sel < 0.25
-        out["Cg"] = np.where(dw, 1, out["Cg"])
-        out["C"] = np.where(dw, g, out["C"])
+    spatial = [x for x in SPATIAL[st.dims]]
+    big_names = ["N", *spatial, *("k" + x for x in spatial), "Cg", "C"]
+    if not st.transposed:
+        big_names.append("Cout")
+    big = rng.random(n)
+    picks = rng.integers(0, len(big_names), size=(n, 2))
+    v1 = rng.choice(_P_BIG1, n)
+    v2 = rng.choice(_P_BIG2, (n, 2))
+    for i in np.flatnonzero(big >= 1 / 3):
+        chosen = [picks[i, 0]] if big[i] < 2 / 3 else list(dict.fromkeys(picks[i]))
+        for j, c in enumerate(chosen):
+            name = big_names[c]
+            v = int(v1[i]) if len(chosen) == 1 else int(v2[i, j])
+            gi = int(out["G"][i])
+            if name in ("C", "Cg") and not st.transposed:  # channels stay consistent
+                out["Cg"][i] = v
+                out["C"][i] = _wrap64(v * gi)
+            elif name in ("Cout", "C"):
+                out[name][i] = _wrap64(v * gi)
+            else:
+                out[name][i] = v
     return out
 
 
-def _probe(q: _Solver, g) -> Any:
-    """A model of the solver's assertions and ``g`` among the structure's probe points, or
-    ``None``. numpy finds the candidate (the per-solver memo shares the assertions' and the
-    leaves' common subterms across queries); Z3 confirms it with every symbol fixed, so a
-    result is always a real model."""
-    s, st = q.s, q.st
+def _wrap64(v: int) -> int:
+    """``v`` as int64 arithmetic gives it (two's complement)."""
+    return (v + 2**63) % 2**64 - 2**63
+
+
+def _probe_hits(q: _Solver, g) -> np.ndarray | None:
+    """The structure's probe points (:func:`_probe_points`) that satisfy the solver's
+    assertions, the calls compared and ``g`` by numpy's evaluation, best witness starts first
+    (:func:`_start_order`); ``None`` if numpy cannot evaluate a term (Z3 alone decides). The
+    per-solver memo shares the assertions' and the leaves' common subterms across queries."""
+    st = q.st
     if q.probe is None:
         pts = _probe_points(st)
-        q.probe = {"pts": pts, "env": dict(pts), "memo": {}, "ok": True}
+        q.probe = {"pts": pts, "memo": {}, "ok": True,
+                   "order": _start_order(st, pts, _PROBE_N), "base": None}
     pr = q.probe
     if not pr["ok"]:
         return None
+    n = _PROBE_N
     try:
         with np.errstate(all="ignore"):
-            hold = np.logical_and(
-                np.broadcast_to(np.asarray(np_eval(q.base, pr["env"], pr["memo"]),
-                                           dtype=bool), (_PROBE_N,)),
-                np.broadcast_to(np.asarray(np_eval(g, pr["env"], pr["memo"]), dtype=bool),
-                                (_PROBE_N,)))
+            if pr["base"] is None:
+                pr["base"] = np.logical_and(
+                    np.broadcast_to(np.asarray(np_eval(q.base, pr["pts"], pr["memo"]),
+                                               dtype=bool), (n,)),
+                    np.broadcast_to(np.asarray(np_eval(q.fit, pr["pts"], pr["memo"]),
+                                               dtype=bool), (n,)))
+            hold = pr["base"] & np.broadcast_to(
+                np.asarray(np_eval(g, pr["pts"], pr["memo"]), dtype=bool), (n,))
     except (NotImplementedError, KeyError, TypeError, ValueError, OverflowError):
-        pr["ok"] = False  # a term numpy cannot evaluate: Z3 alone decides
+        pr["ok"] = False
         return None
-    idx = np.flatnonzero(hold)
+    order = pr["order"]
+    return order[hold[order]]
+
+
+def _probe(q: _Solver, g) -> Any:
+    """A model of the solver's assertions, the calls compared and ``g`` among the structure's
+    probe points, or ``None``: numpy finds the candidates, Z3 confirms one with every symbol
+    fixed, so a result is always a real model."""
+    idx = _probe_hits(q, g)
+    if idx is None:
+        return None
+    s, st, pts = q.s, q.st, q.probe["pts"]
     for i in idx[:3]:
         s.push()
         try:
-            s.add(g)
-            s.add(*[x == int(pr["pts"][n][i]) for n, x in st.symbols.items()])
+            s.add(g, q.fit)
+            s.add(*[x == int(pts[n][i]) for n, x in st.symbols.items()])
             if solve.limited_check(s) == z3.sat:
                 return s.model()
         finally:
@@ -1369,8 +1437,15 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, q: _Solver
     # compared (shape arithmetic in int64: asked again with those conditions if the witness
     # leaves them); should its concrete answers not differ, from a search for small values
     box = [part.box_start] if part.box_start is not None and not minimize else []
+    if not box and not minimize:
+        # no box call: the best probe point of the part (near the preferred values, large
+        # sizes included), where numpy finds one
+        idx = _probe_hits(q, part.formula)
+        if idx is not None and len(idx):
+            pts = q.probe["pts"]
+            box = [{n: int(pts[n][idx[0]]) for n in st.symbols}]
     for start in box + ([part.model] if part.model is not None else []) + [None]:
-        if start is not None and start is part.box_start:
+        if start is not None and box and start is box[0]:
             values = _shrunk_box_call(q, part, start)
         else:
             values = _witness_values(q.s, st, part, minimize, start, replay)
