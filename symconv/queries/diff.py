@@ -1023,7 +1023,6 @@ def _compare(plan: _Plan, st: Structure, q: _Solver, assign: dict, ca: list, cb:
     ua = [(f, l) for f, l in ca if key(f, l) not in kb]
     ub = [(f, l) for f, l in cb if key(f, l) not in ka]
     out: list = []
-    pairs = 0
     cands = []
     for (fa, la_), (fb, lb_) in itertools.product(ua, ub):
         if la_ == ("passes",) and lb_ == ("passes",):
@@ -1041,31 +1040,15 @@ def _compare(plan: _Plan, st: Structure, q: _Solver, assign: dict, ca: list, cb:
         cands.append((g, la_, lb_, kind))
     if not cands:
         return out, 0
-    # one query asks whether any of the remaining pairs can hold; its model shows which do
-    # (each of those is a region, the model its proof), and they leave the query. Most leaves
-    # end at the first query (unsat: none of the pairs can hold, a proof).
-    sat_by: dict = {}
-    rest = list(range(len(cands)))
-    while rest:
-        g_any = cands[rest[0]][0] if len(rest) == 1 else z3.Or(*[cands[i][0] for i in rest])
-        pairs += 1
-        v, why, m = _check(q, g_any)
-        if v == "unsat":
-            break
-        if v != "sat":  # undecided together: ask each pair on its own
-            for i in rest:
-                if len(rest) > 1:
-                    pairs += 1
-                    sat_by[i] = _check(q, cands[i][0])
-                else:
-                    sat_by[i] = (v, why, m)
-            break
-        hit = [i for i, h in zip(rest, _true_in(m, [cands[i][0] for i in rest])) if h]
-        if not hit:  # pragma: no cover - the model satisfies the disjunction
-            raise AssertionError("diff: a model of the disjunction satisfies no pair")
-        for i in hit:
-            sat_by[i] = ("sat", "", m)
-        rest = [i for i in rest if i not in hit]
+    # leaves under other categorical facts often ask the very same pairs: their answers are
+    # memoised on the pairs' terms (the entry keeps them alive, so their ids stay theirs)
+    memo_key = tuple(c[0].get_id() for c in cands)
+    hit_memo = q.compared.get(memo_key)
+    if hit_memo is not None:
+        sat_by, pairs = dict(hit_memo[1]), hit_memo[2]
+    else:
+        sat_by, pairs = _sat_pairs(q, [c[0] for c in cands])
+        q.compared[memo_key] = ([c[0] for c in cands], dict(sat_by), pairs)
     for i, (g, la_, lb_, kind) in enumerate(cands):
         if i not in sat_by or sat_by[i][0] == "unsat":
             continue
@@ -1081,6 +1064,38 @@ def _compare(plan: _Plan, st: Structure, q: _Solver, assign: dict, ca: list, cb:
             unknown.append(f"{r.facts_text()}: {r.a} -> {r.b}: {why}")
         out.append(r)
     return out, pairs
+
+
+def _sat_pairs(q: _Solver, gs: list) -> tuple[dict, int]:
+    """Which of the pairs ``gs`` can hold: index -> ``(verdict, reason, model)`` for every pair
+    not found unsatisfiable, and the number of queries asked. One query asks whether any of
+    the remaining pairs can hold; its model shows which do (each of those is a region, the
+    model its proof), and they leave the query. Most leaves end at the first query (unsat:
+    none of the pairs can hold, a proof)."""
+    sat_by: dict = {}
+    pairs = 0
+    rest = list(range(len(gs)))
+    while rest:
+        g_any = gs[rest[0]] if len(rest) == 1 else z3.Or(*[gs[i] for i in rest])
+        pairs += 1
+        v, why, m = _check(q, g_any)
+        if v == "unsat":
+            break
+        if v != "sat":  # undecided together: ask each pair on its own
+            for i in rest:
+                if len(rest) > 1:
+                    pairs += 1
+                    sat_by[i] = _check(q, gs[i])
+                else:
+                    sat_by[i] = (v, why, m)
+            break
+        hit = [i for i, h in zip(rest, _true_in(m, [gs[i] for i in rest])) if h]
+        if not hit:  # pragma: no cover - the model satisfies the disjunction
+            raise AssertionError("diff: a model of the disjunction satisfies no pair")
+        for i in hit:
+            sat_by[i] = ("sat", "", m)
+        rest = [i for i in rest if i not in hit]
+    return sat_by, pairs
 
 
 def _true_in(m, terms: list) -> list[bool]:
@@ -1120,6 +1135,7 @@ class _Solver:
         self.s.add(z3.Implies(self.mid, z3.And(*[z3.And(x >= -4096, x <= 4096)
                                                  for x in st.symbols.values()])))
         self.cache: dict = {}
+        self.compared: dict = {}  # the pairs of a leaf (their term ids) -> their answers
         self.models: list = []
         self.probe: dict | None = None
         self._values: dict = {}

@@ -520,6 +520,7 @@ class Simplifier:
         self.s.add(*context)
         self.rlimit = rlimit
         self._memo: dict = {}
+        self._done: dict = {}
 
     def _unsat(self, terms: list) -> bool:
         key = tuple(sorted(t.get_id() for t in terms))
@@ -531,7 +532,14 @@ class Simplifier:
         return out
 
     def simplify(self, conjuncts: list) -> list:
-        return _drop_implied(conjuncts, self._unsat)
+        """The conjuncts less those implied (memoised on the list: regions of other facts
+        often have the very same conjuncts)."""
+        key = tuple(c.get_id() for c in conjuncts)
+        hit = self._done.get(key)
+        if hit is None:
+            # the entry keeps the conjuncts alive, so their ids are not reused
+            hit = self._done[key] = (list(conjuncts), _drop_implied(conjuncts, self._unsat))
+        return list(hit[1])
 
 
 _OPS = {z3.Z3_OP_LE: "<=", z3.Z3_OP_LT: "<", z3.Z3_OP_GE: ">=", z3.Z3_OP_GT: ">",
