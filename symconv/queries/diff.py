@@ -1445,24 +1445,26 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, q: _Solver
     names = _check_names(plan, st)
     found = None
     replay = validate and plan.native_side
-    # from the model that proved the region (no search for a first model), within the calls
+    # starts, each taken while the concrete answers of the witness so far do not differ: the
+    # region's box call, else its best probe points (each shrunk on a model, no search); then
+    # the model that proved the region (no search for a first model), within the calls
     # compared (shape arithmetic in int64: asked again with those conditions if the witness
-    # leaves them); should its concrete answers not differ, from a search for small values
-    # first from the region's box call (small values: shrunk on the model, no search), then
-    # from the model that proved the region (no search for a first model), within the calls
-    # compared (shape arithmetic in int64: asked again with those conditions if the witness
-    # leaves them); should its concrete answers not differ, from a search for small values
+    # leaves them); last, a search for small values
     box = [part.box_start] if part.box_start is not None and not minimize else []
     if not box and not minimize:
-        # no box call: the best probe point of the part (near the preferred values, large
-        # sizes included), where numpy finds one
+        # no box call: the best probe points of the part (near the preferred values, large
+        # sizes included), where numpy finds some (int64 arithmetic that wraps can make a
+        # point look like one: Z3 confirms each before it is shrunk)
         idx = _probe_hits(q, part.formula)
-        if idx is not None and len(idx):
+        if idx is not None:
             pts = q.probe["pts"]
-            box = [{n: int(pts[n][idx[0]]) for n in st.symbols}]
-    for start in box + ([part.model] if part.model is not None else []) + [None]:
-        if start is not None and box and start is box[0]:
+            box = [{n: int(pts[n][i]) for n in st.symbols} for i in idx[:_PROBE_STARTS]]
+    starts = box + ([part.model] if part.model is not None else []) + [None]
+    for k, start in enumerate(starts):
+        if k < len(box):
             values = _shrunk_box_call(q, part, start)
+            if values is None and k + 1 < len(box):
+                continue  # not a call of the part after all: the next start
         else:
             values = _witness_values(q.s, st, part, minimize, start, replay)
             if values is not None and not _values_fit(q, values):
@@ -1545,6 +1547,7 @@ def _witness_values(s: z3.Solver, st: Structure, part: DiffRegion, minimize: boo
 
 
 MAX_REPLAY = 2**26
+_PROBE_STARTS = 4  # probe points tried as a witness start, best first
 _FITS_BOUND = 4096  # every symbol within it: the shape arithmetic fits int64
 # each step of a witness search from a model: a step that needs more pins nothing more (the
 # model is kept), where nonlinear conditions (64-bit indexing) make single steps expensive
