@@ -243,6 +243,79 @@ def test_minimize_keeps_the_witness_in_its_region():
                 assert not holds(dict(w, **{n: v + (1 if t > v else -1)})), (n, w)
 
 
+def _sig(res) -> list:
+    return [(r.kind, r.a, r.b, tuple(r.conditions), r.structure.key,
+             tuple(sorted(map(str, r.facts.items())))) for r in res.regions]
+
+
+# a slice of the seed vs 2.13 pair with regions in both 1-D structures
+_JOBS_KW = dict(dims=1, where="device == cpu, dtype == float32, layout == strided")
+
+
+def test_worker_processes_give_the_same_answer(monkeypatch):
+    import os
+
+    import symconv.queries.diff as dm
+    one = diff("2.4", "2.13", jobs=1, **_JOBS_KW)
+    # this process waits before its first structure, so the worker takes some of them
+    parent = os.getpid()
+    run = dm._run_structure
+
+    def slow_here(*a, **k):
+        if os.getpid() == parent:
+            import time
+            time.sleep(1.0)
+        return run(*a, **k)
+
+    monkeypatch.setattr(dm, "_run_structure", slow_here)
+    two = diff("2.4", "2.13", jobs=2, **_JOBS_KW)
+    assert _sig(one) == _sig(two) and len(one.regions) >= 2
+    # (a witness may be another call of its region: Z3's search depends on the terms this
+    # process made before)
+    assert one.unknown == two.unknown and one.leaves == two.leaves
+    _assert_witnesses(two, torch_side="B")
+    # regions from the worker: their formulas come back as SMT-LIB text, read when used
+    from_worker = [r for r in two.regions if isinstance(r.formula_, dm._Deferred)]
+    assert from_worker, "no structure was done by the worker"
+    for r in two.regions:
+        q = next(x for x in one.regions if _sig_one(x) == _sig_one(r))
+        s = z3.Solver()
+        s.add(r.formula != q.formula)
+        assert s.check() == z3.unsat
+        assert len(r.parts) == len(q.parts)
+    _assert_sampled(two, 300)
+
+
+def _sig_one(r) -> tuple:
+    return (r.kind, r.a, r.b, tuple(r.conditions), r.structure.key,
+            tuple(sorted(map(str, r.facts.items()))))
+
+
+def test_a_failing_worker_leaves_its_structures_to_this_process(monkeypatch):
+    import os
+
+    import symconv.queries.diff as dm
+
+    def dies(conn, *a):
+        os._exit(3)  # as a worker killed by the system would
+
+    monkeypatch.setattr(dm, "_worker", dies)
+    res = diff("2.4", "2.13", jobs=3, **_JOBS_KW)
+    assert _sig(res) == _sig(diff("2.4", "2.13", jobs=1, **_JOBS_KW))
+    assert not any(isinstance(r.formula_, dm._Deferred) for r in res.regions)
+
+
+def test_jobs_argument(monkeypatch):
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(ValueError, match="jobs"):
+            diff("cpu", "cpu-mt", dims=1, jobs=bad)
+    monkeypatch.setenv("SYMCONV_DIFF_JOBS", "zero")
+    with pytest.raises(ValueError, match="SYMCONV_DIFF_JOBS"):
+        diff("cpu", "cpu-mt", dims=1)
+    monkeypatch.setenv("SYMCONV_DIFF_JOBS", "1")
+    assert diff("cpu", "cpu-mt", dims=1, where="N <= 2", validate=False).verdict
+
+
 def test_where_and_dims_errors():
     with pytest.raises(WhereError):
         diff("cpu", "cpu-mt", where="num_threads == 1")  # excludes the to side's value
@@ -272,6 +345,7 @@ def test_cli_diff(capsys):
     (["diff", "--from", "cpu", "--to", "cpu-mt", "--where", "dtype == int8"], "--where"),
     (["diff", "--from", "cpu", "--to", "cpu-mt", "--set-to", "nope=1"], "--set"),
     (["diff", "--from", "cpu", "--to", "cpu-mt", "--dims", "5"], "--dims"),
+    (["diff", "--from", "cpu", "--to", "cpu-mt", "--jobs", "0"], "--jobs"),
 ])
 def test_cli_errors_are_one_line(capsys, argv, arg):
     assert main(argv) == 2
@@ -286,7 +360,8 @@ def test_cli_errors_are_one_line(capsys, argv, arg):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(PAIRS))
 def test_pair_whole_with_10000_samples(name):
-    # the CUDA pair too (about 16-18 s for the diff and 24 s for the sampled check here)
+    # the CUDA pair too (about 5 s for the diff with 2 processes and 24 s for the
+    # sampled check here)
     a, b = PAIRS[name]
     res = diff(a, b)
     assert res.verdict in ("different", "no difference"), res.unknown

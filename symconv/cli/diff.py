@@ -36,6 +36,10 @@ def register(p: argparse.ArgumentParser):
     p.add_argument("--minimize", action="store_true",
                    help="shrink every witness value towards its preferred value (slower; by "
                    "default only values that can be pinned are)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes sharing the work: this one and N-1 forked workers "
+                        "(default: SYMCONV_DIFF_JOBS or 2; 1: no worker). The regions do not "
+                        "depend on it")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return run
 
@@ -73,6 +77,14 @@ def run(args: argparse.Namespace) -> int:
     dims, where = query_scope(args)
     if args.limit < 0:
         raise CLIError("--limit", f"expected a non-negative number, got {args.limit}")
+    from symconv.queries.diff import _jobs_arg
+    if args.jobs is not None and args.jobs < 1:
+        raise CLIError("--jobs", f"expected a number >= 1, got {args.jobs}")
+    try:
+        jobs = _jobs_arg(args.jobs)
+    except ValueError as e:  # SYMCONV_DIFF_JOBS
+        raise CLIError("SYMCONV_DIFF_JOBS", str(e).replace("SYMCONV_DIFF_JOBS must", "must")
+                       ) from None
     # a version side takes the other side's build: resolve presets first
     a_is_preset = args.a == "native" or args.a in PRESETS
     if a_is_preset or args.b is None or not (args.b == "native" or args.b in PRESETS):
@@ -93,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"symconv diff: {message}\n")
     with where_errors():
         res = diff(ea, eb, dims=dims, where=where, validate=not args.no_validate,
-                   minimize=args.minimize, progress=progress)
+                   minimize=args.minimize, jobs=jobs, progress=progress)
     res.label_a, res.label_b = la, lb
     if args.json:
         emit_json(res.to_json())

@@ -15,10 +15,14 @@ that differ are each side's own. Build facts never vary.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import operator
+import os
+import signal
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -219,7 +223,9 @@ class DiffRegion:
     kind: str               # "backend" | "memory format" | "error" | "output shape"
     structure: Structure
     assign: dict
-    formula: Any            # z3: the region's integer condition (exact)
+    # z3: the region's integer condition (exact; :attr:`formula`); from a worker process, a
+    # _Deferred read back when first used
+    formula_: Any
     witness: DiffWitness | None = None
     coverage: float | None = None
     hits: int = 0
@@ -230,6 +236,14 @@ class DiffRegion:
     model: dict | None = dataclasses.field(default=None, repr=False, compare=False)
     # a call of the coverage box in the region (small values: the witness starts there)
     box_start: dict | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def formula(self) -> Any:
+        """The region's integer condition (a z3 boolean over the structure's symbols)."""
+        f = self.formula_
+        if isinstance(f, _Deferred):
+            f = self.formula_ = f.get()
+        return f
 
     @property
     def parts(self) -> list:
@@ -843,7 +857,7 @@ def _flags(space: Space, dims: int, assign: dict) -> dict:
 def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
          dims: int | Sequence[int] | None = None, where: str | Sequence[str] | Where | None = None,
          validate: bool = True, box: dict | None = None, box_samples: int = 2048,
-         seed: int = 0, minimize: bool = False,
+         seed: int = 0, minimize: bool = False, jobs: int | None = None,
          progress=None) -> DiffResult:
     """Every region of calls where ``env_a`` and ``env_b`` answer differently: the selected
     backend, its memory format, the output shape, or the error.
@@ -856,81 +870,37 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     inclusive range, default :data:`DEFAULT_BOX`). ``verdict == 'no difference'`` is a proof.
     A witness is any call of its region with as many values as possible at their preferred
     values (strides 1, paddings 0, ...); ``minimize=True`` also shrinks the others (slower).
+
+    ``jobs`` (default :data:`JOBS`, 2, or ``SYMCONV_DIFF_JOBS``): how many processes share the
+    structures (dims x transposed): this one and ``jobs - 1`` forked workers; each structure is
+    done whole by one of them, and the regions do not depend on which (a witness may be
+    another call of its region: Z3's search depends on the terms a process made before). A
+    worker that cannot be started or fails leaves its structures
+    to this process; torch answers the witnesses here only. ``jobs=1``: no worker.
     """
     t0 = time.perf_counter()
     ea, la, eb, lb = resolve_sides(env_a, env_b)
     w = where if isinstance(where, Where) else parse_where(where)
     dims = _dims_arg(dims)
+    n_jobs = _jobs_arg(jobs)
     plan, notes = _plan(ea, eb, dims, w)
     boxd = dict(DEFAULT_BOX)
     boxd.update(box or {})
-    regions: list[DiffRegion] = []
-    unknown: list[str] = []
     proof: list[str] = []
-    n_leaves = n_pairs = 0
-    targets = list(range(len(RULES)))
     sa = plan.A.space()
     structures = [st for st in sa.structures() if w.applies_to(st)]
     if not structures:
         raise WhereError("the constraints name sizes that no requested number of dims has")
     require_satisfiable(w, structures)
-    shared_names = set(plan.shared)
-    solvers: dict = {}
-    for k, st in enumerate(structures):
-        if progress is not None:
-            progress(f"structure {k + 1}/{len(structures)}: {st.dims}-D"
-                     + (" transposed" if st.transposed else "")
-                     + f" ({len(regions)} region(s) so far)")
-        q = solvers[st.key] = _Solver(st, [st.symbols[n] >= 0 for n in st.sizes] + [
-            # torch's sizes and parameters are int64
-            z3.And(x >= -D.INT64_MAX - 1, x <= D.INT64_MAX) for x in st.symbols.values()] + [
-            w.formula(st), plan.domain(st)], plan.fit(st))
-        if w.items and solve.verdict(q.s)[0] == "unsat":
-            continue
-        errs_a, valid_a = _error_cases(plan.A, st)
-        sb0 = plan.B.space()
-        stb = sb0.structure(st.dims, st.transposed)
-        errs_b, valid_b = _error_cases(plan.B, stb)
-        shape_same = all(x.eq(y) for x, y in zip(plan.A.shape(st), plan.B.shape(stb)))
-        # the shape checks read no categorical fact: their differences are decided once per
-        # structure (a side that passes them answers with a backend or a selection error)
-        passes = ("passes",)
-        found, np_ = _compare(plan, st, q, {}, errs_a + [(valid_a, passes)],
-                              errs_b + [(valid_b, passes)], True, [], [], unknown)
-        n_pairs += np_
-        regions.extend(found)
-        for la_item in sa.explore(targets, structures=[st]):
-            if not hasattr(la_item, "parts"):
-                continue
-            shared_a = {k: v for k, v in la_item.assign.items() if k in shared_names}
-            sb = plan.B.space({k: (v,) for k, v in shared_a.items()})
-            stb = sb.structure(st.dims, st.transposed)
-            for lb_item in sb.explore(targets, structures=[stb]):
-                if not hasattr(lb_item, "parts"):
-                    continue
-                joint = dict(shared_a)
-                joint.update({k: v for k, v in lb_item.assign.items() if k in shared_names})
-                for assign, ca, cb in _expand(plan, sa, sb, st, stb, la_item, lb_item, joint,
-                                              valid_a, valid_b):
-                    n_leaves += 1
-                    found, np_ = _compare(plan, st, q, assign, ca, cb, shape_same,
-                                          plan.A.shape(st), plan.B.shape(stb), unknown)
-                    n_pairs += np_
-                    regions.extend(found)
-    t_explore = time.perf_counter() - t0
-    if progress is not None and regions:
-        progress(f"describing {len(regions)} region(s), witnesses and coverage")
-    # readable conditions, witnesses
-    for r in regions:
-        _describe(plan, r, sa)
-    _coverage(plan, regions, structures, boxd, box_samples, seed, solvers)
-    regions = _merge(plan, sa, regions)
-    for r in regions:
-        if not r.unknown:
-            first = r.parts[0]
-            _witness(plan, r, first, sa, solvers[r.structure.key], validate, minimize)
-    t_describe = time.perf_counter() - t0 - t_explore
-    timing = {"explore_compare": t_explore, "describe_coverage_witness": t_describe}
+    args = _ShareArgs(structures, boxd, box_samples, seed, validate, minimize)
+    out = _run(plan, args, min(n_jobs, len(structures)), progress)
+    regions, unknown, n_pairs, n_leaves, timing = out
+    t1 = time.perf_counter()
+    if validate:
+        for r in regions:
+            if r.witness is not None:
+                _check_witness(plan, r)
+    timing["torch_checks"] = time.perf_counter() - t1
     if regions:
         verdict = "different"
     elif unknown:
@@ -953,6 +923,290 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     res.timing = {k: round(v, 3) for k, v in timing.items()}
     res.leaves = n_leaves
     return res
+
+
+JOBS = 2  # processes of a diff by default (our machines have 2 cores)
+
+
+def _jobs_arg(jobs: object) -> int:
+    """``jobs`` checked (an int >= 1; ``None``: ``SYMCONV_DIFF_JOBS`` or :data:`JOBS`)."""
+    if jobs is None:
+        text = os.environ.get("SYMCONV_DIFF_JOBS", "").strip()
+        if not text:
+            return JOBS
+        try:
+            jobs = int(text)
+        except ValueError:
+            raise ValueError(f"SYMCONV_DIFF_JOBS must be an integer >= 1, got {text!r}") from None
+        if jobs < 1:
+            raise ValueError(f"SYMCONV_DIFF_JOBS must be an integer >= 1, got {text!r}")
+        return jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    return jobs
+
+
+# the relative cost of a structure's diff (measured on the issue's pairs: 2-D and 3-D calls
+# have the most categorical leaves and the hardest integer conditions): the most costly are
+# started first
+_COST = {(2, False): 5.0, (3, False): 4.0, (3, True): 2.0, (2, True): 2.0, (1, False): 1.3,
+         (1, True): 1.0}
+
+
+@dataclasses.dataclass
+class _ShareArgs:
+    structures: list   # every structure of the diff (the coverage draws for all of them)
+    box: dict
+    box_samples: int
+    seed: int
+    validate: bool
+    minimize: bool
+
+
+def _run(plan: _Plan, args: _ShareArgs, jobs: int, progress=None) -> tuple:
+    """Each structure's diff (:func:`_run_structure`), the most costly first, in this process
+    and ``jobs - 1`` forked workers: each takes the next structure not yet taken when it is
+    free. A worker's regions come back as plain data, their formulas as SMT-LIB text read
+    back when first used; a structure a worker does not deliver (it could not be started,
+    died or failed) is done here. The regions are in the structures' order, the unknown pairs
+    too, whichever process did them: one process gives the same list."""
+    import multiprocessing as mp
+    structs = args.structures
+    order = sorted(range(len(structs)), key=lambda i: (-_COST.get(structs[i].key, 1.0), i))
+    done: dict = {}
+    workers: list = []
+    counter = None
+    ctx: Any = None
+    try:
+        if jobs > 1:
+            try:
+                ctx = mp.get_context("fork")
+                counter = ctx.Value("i", 0)
+            except (ValueError, OSError):  # pragma: no cover - no fork here
+                ctx = None
+            for _ in range(jobs - 1 if ctx is not None else 0):
+                try:
+                    recv, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(target=_worker, args=(send, plan, args, order, counter),
+                                       daemon=True)
+                    with warnings.catch_warnings():
+                        # forking a process that has threads (torch's): the worker runs no
+                        # torch kernel, only Python, numpy and Z3 work of its own
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        proc.start()
+                    send.close()
+                    workers.append((proc, recv))
+                except OSError:  # pragma: no cover - cannot fork (limits)
+                    break
+            if progress is not None and workers:
+                progress(f"{len(workers)} worker process(es) share the {len(structs)} "
+                         "structures")
+        for i in _take(order, counter):
+            done[i] = _run_structure(plan, args, i, progress)
+        for k, (_proc, conn) in enumerate(workers, start=1):
+            if progress is not None:
+                progress(f"waiting for worker {k}")
+            try:
+                status, payload = conn.recv()
+                if status == "ok":
+                    done.update(_import_results(args, payload))
+            except (EOFError, OSError, ValueError):  # the worker died
+                pass
+        for i in order:  # what no worker delivered
+            if i not in done:
+                done[i] = _run_structure(plan, args, i, progress)
+    finally:
+        for proc, conn in workers:
+            conn.close()
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+    results = [done[i] for i in range(len(structs))]
+    regions = [r for res in results for r in res[0]]
+    unknown = [u for res in results for u in res[1]]
+    n_pairs = sum(res[2] for res in results)
+    n_leaves = sum(res[3] for res in results)
+    timing = {"explore_compare": sum(res[4] for res in results),
+              "describe_coverage_witness": sum(res[5] for res in results)}
+    return regions, unknown, n_pairs, n_leaves, timing
+
+
+def _take(order: list, counter):
+    """The structures this process does: the next one not yet taken, while any is left (no
+    counter: all of them)."""
+    if counter is None:
+        yield from order
+        return
+    while True:
+        with counter.get_lock():
+            k = counter.value
+            counter.value += 1
+        if k >= len(order):
+            return
+        yield order[k]
+
+
+def _run_structure(plan: _Plan, args: _ShareArgs, i: int, progress=None) -> tuple:
+    """The diff of structure ``i``: its regions (described, merged, with coverage and
+    witnesses, not yet checked on torch), the unknown pairs, the numbers of queries and of
+    leaves, and the seconds of the two phases."""
+    t0 = time.perf_counter()
+    w = plan.where
+    st = args.structures[i]
+    regions: list[DiffRegion] = []
+    unknown: list[str] = []
+    n_leaves = n_pairs = 0
+    targets = list(range(len(RULES)))
+    sa = plan.A.space()
+    shared_names = set(plan.shared)
+    if progress is not None:
+        progress(f"structure {i + 1}/{len(args.structures)}: {_st_name(st)}")
+    q = _Solver(st, [st.symbols[n] >= 0 for n in st.sizes] + [
+        # torch's sizes and parameters are int64
+        z3.And(x >= -D.INT64_MAX - 1, x <= D.INT64_MAX) for x in st.symbols.values()] + [
+        w.formula(st), plan.domain(st)], plan.fit(st))
+    if w.items and solve.verdict(q.s)[0] == "unsat":
+        return [], [], 0, 0, time.perf_counter() - t0, 0.0
+    errs_a, valid_a = _error_cases(plan.A, st)
+    sb0 = plan.B.space()
+    stb = sb0.structure(st.dims, st.transposed)
+    errs_b, valid_b = _error_cases(plan.B, stb)
+    shape_same = all(x.eq(y) for x, y in zip(plan.A.shape(st), plan.B.shape(stb)))
+    # the shape checks read no categorical fact: their differences are decided once per
+    # structure (a side that passes them answers with a backend or a selection error)
+    passes = ("passes",)
+    found, np_ = _compare(plan, st, q, {}, errs_a + [(valid_a, passes)],
+                          errs_b + [(valid_b, passes)], True, [], [], unknown)
+    n_pairs += np_
+    regions.extend(found)
+    for la_item in sa.explore(targets, structures=[st]):
+        if not hasattr(la_item, "parts"):
+            continue
+        shared_a = {k: v for k, v in la_item.assign.items() if k in shared_names}
+        sb = plan.B.space({k: (v,) for k, v in shared_a.items()})
+        stb = sb.structure(st.dims, st.transposed)
+        for lb_item in sb.explore(targets, structures=[stb]):
+            if not hasattr(lb_item, "parts"):
+                continue
+            joint = dict(shared_a)
+            joint.update({k: v for k, v in lb_item.assign.items() if k in shared_names})
+            for assign, ca, cb in _expand(plan, sa, sb, st, stb, la_item, lb_item, joint,
+                                          valid_a, valid_b):
+                n_leaves += 1
+                found, np_ = _compare(plan, st, q, assign, ca, cb, shape_same,
+                                      plan.A.shape(st), plan.B.shape(stb), unknown)
+                n_pairs += np_
+                regions.extend(found)
+    t_explore = time.perf_counter() - t0
+    # readable conditions, coverage, merging, witnesses
+    for r in regions:
+        _describe(plan, r, sa)
+    _coverage(plan, regions, args.structures, args.box, args.box_samples, args.seed,
+              {st.key: q})
+    regions = _merge(plan, sa, regions)
+    for r in regions:
+        if not r.unknown:
+            _witness(plan, r, r.parts[0], sa, q, args.validate, args.minimize)
+    return regions, unknown, n_pairs, n_leaves, t_explore, time.perf_counter() - t0 - t_explore
+
+
+def _st_name(st: Structure) -> str:
+    return f"{st.dims}-D" + (" transposed" if st.transposed else "")
+
+
+def _worker(conn, plan: _Plan, args: _ShareArgs, order: list, counter) -> None:
+    """A forked worker: the structures it takes, as plain data (:func:`_export_results`)."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent stops it
+        out = {i: _run_structure(plan, args, i) for i in _take(order, counter)}
+        conn.send(("ok", _export_results(out)))
+    except BaseException as e:  # noqa: BLE001 - reported; the parent does the structures
+        with contextlib.suppress(Exception):
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        conn.close()
+
+
+def _region_record(r: DiffRegion, index: dict) -> dict:
+    return {"facts": r.facts, "a": r.a, "b": r.b, "conditions": r.conditions, "kind": r.kind,
+            "key": r.structure.key, "assign": r.assign, "formula": index[id(r)],
+            "witness": r.witness, "coverage": r.coverage, "hits": r.hits,
+            "unknown": r.unknown, "model": r.model, "box_start": r.box_start}
+
+
+def _export_results(out: dict) -> dict:
+    """Structure results without Z3 terms: each region (and each region it was merged from)
+    as a dict, the structure's formulas as one SMT-LIB text (shared subterms written once), a
+    region's formula as its index there."""
+    sent = {}
+    for i, (regions, unknown, n_pairs, n_leaves, t1, t2) in out.items():
+        terms: list = []
+        index: dict = {}
+        for r in regions:
+            for x in [r, *r.merged]:
+                index[id(x)] = len(terms)
+                terms.append(x.formula)
+        s = solve.new_solver()  # only to write the terms as SMT-LIB
+        s.add(*terms)
+        recs = []
+        for r in regions:
+            rec = _region_record(r, index)
+            rec["merged"] = [_region_record(x, index) for x in r.merged]
+            recs.append(rec)
+        sent[i] = (recs, (len(terms), s.to_smt2() if terms else ""), unknown, n_pairs,
+                   n_leaves, t1, t2)
+    return sent
+
+
+class _Formulas:
+    """A structure's region formulas from a worker: SMT-LIB text, read back (with the
+    structure's own symbols) when a formula is first used."""
+
+    def __init__(self, st: Structure, count: int, text: str) -> None:
+        self.st, self.count, self.text = st, count, text
+        self.terms: list | None = None
+
+    def get(self, i: int) -> Any:
+        if self.terms is None:
+            body = "\n".join(line for line in self.text.splitlines()
+                              if not line.startswith("(declare-fun"))
+            got = z3.parse_smt2_string(body, decls=dict(self.st.symbols))
+            if len(got) != self.count:  # pragma: no cover - one assertion per formula
+                raise AssertionError(f"diff: {len(got)} formulas read back, {self.count} sent")
+            self.terms = [got[k] for k in range(len(got))]
+        return self.terms[i]
+
+
+def _import_results(args: _ShareArgs, payload: dict) -> dict:
+    got = {}
+    for i, (recs, (count, text), unknown, n_pairs, n_leaves, t1, t2) in payload.items():
+        st = args.structures[i]
+        forms = _Formulas(st, count, text)
+
+        def region(rec: dict, st=st, forms=forms) -> DiffRegion:
+            r = DiffRegion(rec["facts"], rec["a"], rec["b"], rec["conditions"], rec["kind"],
+                           st, rec["assign"], _Deferred(forms, rec["formula"]),
+                           rec["witness"], rec["coverage"], rec["hits"], rec["unknown"])
+            r.model, r.box_start = rec["model"], rec["box_start"]
+            return r
+
+        regions = []
+        for rec in recs:
+            r = region(rec)
+            r.merged = [region(x) for x in rec["merged"]]
+            regions.append(r)
+        got[i] = (regions, unknown, n_pairs, n_leaves, t1, t2)
+    return got
+
+
+@dataclasses.dataclass
+class _Deferred:
+    """A formula a worker computed: read back when first used."""
+    source: _Formulas
+    index: int
+
+    def get(self) -> Any:
+        return self.source.get(self.index)
 
 
 def _dims_arg(dims: object) -> tuple[int, ...] | None:
@@ -1137,7 +1391,7 @@ class _Solver:
         self.cache: dict = {}
         self.compared: dict = {}  # the pairs of a leaf (their term ids) -> their answers
         self.models: list = []
-        self.probe: dict | None = None
+        self.probe: dict = {}  # the probe points and their numpy memo, made when first used
         self._values: dict = {}
 
     def values(self, m) -> dict:
@@ -1279,7 +1533,8 @@ def _probe_points(st: Structure) -> dict:
         out["C"] = np.where(cons, out["Cg"] * g, out["C"])
         out["Cout"] = np.where(cons, m * g, out["Cout"])
     spatial = [x for x in SPATIAL[st.dims]]
-    big_names = ["N", *spatial, *("k" + x for x in spatial), "Cg", "C"]
+    big_names = ["N", *spatial, *("k" + x for x in spatial), "Cg", "C",
+                 *("pad" + x for x in spatial), *("dil" + x for x in spatial)]
     if not st.transposed:
         big_names.append("Cout")
     big = rng.random(n)
@@ -1313,7 +1568,7 @@ def _probe_hits(q: _Solver, g) -> np.ndarray | None:
     (:func:`_start_order`); ``None`` if numpy cannot evaluate a term (Z3 alone decides). The
     per-solver memo shares the assertions' and the leaves' common subterms across queries."""
     st = q.st
-    if q.probe is None:
+    if not q.probe:
         pts = _probe_points(st)
         q.probe = {"pts": pts, "memo": {}, "ok": True,
                    "order": _start_order(st, pts, _PROBE_N), "base": None}
@@ -1462,7 +1717,7 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, q: _Solver
     starts = box + ([part.model] if part.model is not None else []) + [None]
     for k, start in enumerate(starts):
         if k < len(box):
-            values = _shrunk_box_call(q, part, start)
+            values = _shrunk_box_call(q, part, box[k])
             if values is None and k + 1 < len(box):
                 continue  # not a call of the part after all: the next start
         else:
@@ -1486,13 +1741,25 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, q: _Solver
     values, oa, sha, ma, ob, shb, mb, differs = found
     ta = outcome_text(oa) + (f" {list(sha)}" if sha else "")
     tb = outcome_text(ob) + (f" {list(shb)}" if shb else "")
-    checks = []
-    if validate:
-        for side, env, flags, lbl, msg in (("A", plan.A.env, fa, oa, ma),
-                                           ("B", plan.B.env, fb, ob, mb)):
-            checks.append(_torch_check(side, env, flags, st, values, facts, lbl, msg, names))
     r.witness = DiffWitness(st.dims, st.transposed, values, facts, fa, fb, ta, tb, differs,
-                            checks)
+                            [])
+
+
+def _check_witness(plan: _Plan, r: DiffRegion) -> None:
+    """torch's answers to the region's witness, side by side with symconv's (each side
+    torch can answer here: this process is that side): ``r.witness.checks``. Always in the
+    calling process (a worker process of the diff runs no torch kernel)."""
+    w = r.witness
+    if w is None:  # pragma: no cover - called for regions with a witness
+        return
+    st = r.structure
+    names = _check_names(plan, st)
+    checks = []
+    for side, env, flags in (("A", plan.A.env, w.flags_a), ("B", plan.B.env, w.flags_b)):
+        lbl, _, msg = concrete_outcome(_side_env(env, flags), st.dims, st.transposed,
+                                       w.values, w.facts)
+        checks.append(_torch_check(side, env, flags, st, w.values, w.facts, lbl, msg, names))
+    w.checks = checks
 
 
 def _shrunk_box_call(q: _Solver, part: DiffRegion, start: dict) -> dict | None:
