@@ -1355,13 +1355,23 @@ def _sat_pairs(q: _Solver, gs: list) -> tuple[dict, int]:
 def _true_in(m, terms: list) -> list[bool]:
     """Which of the boolean ``terms`` the model satisfies (with model completion): one
     evaluation of ``sum(If(t_i, 2**i, 0))`` instead of one per term, so the subterms the terms
-    share are evaluated once."""
+    share are evaluated once. The sum is built through Z3's C API (the Python wrappers'
+    coercions were most of the cost)."""
     if len(terms) == 1:
         return [z3.is_true(m.eval(terms[0], model_completion=True))]
     ctx = terms[0].ctx
-    one, zero = z3.IntVal(1, ctx), z3.IntVal(0, ctx)
-    code = m.eval(z3.Sum([z3.If(t, z3.IntVal(1 << i, ctx), zero) if i else z3.If(t, one, zero)
-                          for i, t in enumerate(terms)]), model_completion=True)
+    c = ctx.ref()
+    zero = z3.IntVal(0, ctx)
+    ites = []  # each held by a reference while the sum is made
+    for i, t in enumerate(terms):
+        one = z3.IntVal(1 << i, ctx)
+        ites.append(z3.ArithRef(z3.z3core.Z3_mk_ite(c, t.as_ast(), one.as_ast(),
+                                                    zero.as_ast()), ctx))
+    arr = (z3.Ast * len(ites))()
+    for i, x in enumerate(ites):
+        arr[i] = x.as_ast()
+    total = z3.ArithRef(z3.z3core.Z3_mk_add(c, len(ites), arr), ctx)
+    code = m.eval(total, model_completion=True)
     if not z3.is_int_value(code):  # pragma: no cover - every term evaluates to a constant
         return [z3.is_true(m.eval(t, model_completion=True)) for t in terms]
     v = code.as_long()
