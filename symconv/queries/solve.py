@@ -363,6 +363,12 @@ def _shrink_on_model(mdl, every, symbols, names, tgt, pinned, cur) -> dict:
         t, v = tgt[n], cur[n]
         step = 1 if v > t else -1
         lo, hi = t + step, v  # hi holds; lo is the nearest candidate
+        if abs(v - t) > _BOUNDS[1]:
+            # a large value (sizes past 32-bit indexing): its thresholds are bounds, so one
+            # that can't move one step is left (one evaluation, not a search of 30 or more)
+            if not _holds(mdl, every, symbols[n], v - step, v):
+                continue
+            hi = v - step
         while lo != hi:
             mid = (lo + hi) // 2 if step > 0 else -((-lo - hi) // 2)
             if _holds(mdl, every, symbols[n], mid, hi):
