@@ -494,7 +494,9 @@ class Space:
 
     def _cond_truth(self, st: Structure, ev: _Evaluator, ctx: Ctx, ri: int, ci: int):
         """(value, reads, facts, truth) of one condition, memoised on the facts it read."""
-        key = (st.key, ri, ci)
+        # keyed on the condition itself: rules share conditions (use_cudnn, is_depthwise),
+        # and a condition's value depends only on the facts it read
+        key = (st.key, RULES[ri].conds[ci])
         entries = self._cond_cache.setdefault(key, [])
         vals = ev.values
         for hit in entries:
