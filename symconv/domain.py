@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import operator
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import sympy
@@ -87,6 +87,37 @@ def is_concrete(x: Any) -> bool:
 
 def is_symbolic(x: Any) -> bool:
     return isinstance(x, (sympy.Basic, z3.ExprRef)) and not is_concrete(x)
+
+
+_TERM_MEMO: dict = {}
+
+
+def memo_terms(tag: str, args: Sequence[Any], compute: Callable[[], Any]) -> Any:
+    """``compute()``, memoised on ``args`` when they are Z3 terms and ints (at least one term):
+    the symbolic queries build the same predicate over the same size terms again and again.
+    Other domains (ints alone, SymPy) compute every time. ``compute`` must read nothing but
+    ``args`` (a tracked fact read inside it would be skipped on a hit)."""
+    key: list = [tag]
+    symbolic = False
+    for x in args:
+        if isinstance(x, z3.ExprRef):
+            key.append(x.get_id())
+            symbolic = True
+        elif type(x) is int:
+            key.append(("i", x))
+        else:
+            return compute()
+    if not symbolic:
+        return compute()
+    k = tuple(key)
+    hit = _TERM_MEMO.get(k)
+    if hit is None:  # the entry keeps the terms alive, so their ids stay theirs
+        hit = _TERM_MEMO[k] = (tuple(args), compute())
+    return hit[1]
+
+
+def clear_term_memo() -> None:
+    _TERM_MEMO.clear()
 
 
 def truth(x: Any) -> bool | None:

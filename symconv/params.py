@@ -41,12 +41,16 @@ MPS_CONV3D_64BIT = since("mps_conv3d_64bit", True)
 def can_use_32bit_index_math(t: TensorSpec, max_elem: int = D.INT_MAX):
     """``canUse32BitIndexMath``: fewer than ``max_elem`` elements and a last-element offset
     below it (``IndexingUtils.cpp``)."""
-    numel = t.numel()
-    offset = 0
-    for size, stride in zip(t.shape, t.stride()):
-        offset = offset + (size - 1) * stride
-    return D.or_(D.and_(D.eq(numel, 0), max_elem > 0),
-                 D.and_(D.lt(numel, max_elem), D.ne(numel, 0), D.lt(offset, max_elem)))
+    shape, strides = tuple(t.shape), tuple(t.stride())  # stride() reads the memory format
+
+    def compute():
+        numel = D.prod(shape)
+        offset = 0
+        for size, stride in zip(shape, strides):
+            offset = offset + (size - 1) * stride
+        return D.or_(D.and_(D.eq(numel, 0), max_elem > 0),
+                     D.and_(D.lt(numel, max_elem), D.ne(numel, 0), D.lt(offset, max_elem)))
+    return D.memo_terms("can_use_32bit_index_math", (*shape, *strides, max_elem), compute)
 
 
 def expand_param_if_needed(list_param: Sequence[Any], param_name: str, expected_dim: int) -> list:
@@ -122,6 +126,12 @@ def check_cudnn_depthwise_workload_with_filter(input: TensorSpec, stride, weight
     upstream's definition, see docs/differences.md)."""
     w, h, ch, bs = input.size(3), input.size(2), input.size(1), input.size(0)
     fw, fh = weight.size(3), weight.size(2)
+    return D.memo_terms("check_cudnn_depthwise_workload_with_filter",
+                        (w, h, ch, bs, fw, fh, stride),
+                        lambda: _depthwise_workload_with_filter(w, h, ch, bs, fw, fh, stride))
+
+
+def _depthwise_workload_with_filter(w, h, ch, bs, fw, fh, stride):
     eq, ge, le, and_, or_ = D.eq, D.ge, D.le, D.and_, D.or_
     f135 = or_(eq(fw, 1), eq(fw, 3), eq(fw, 5))
     f35 = or_(eq(fw, 3), eq(fw, 5))

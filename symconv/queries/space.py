@@ -744,6 +744,7 @@ def clear_caches() -> None:
     _SPACE_CACHE.clear()
     _NOT_MEMO.clear()
     _SUGGEST_MEMO.clear()
+    D.clear_term_memo()
 
 
 def space(env: Environment, *, dims: Sequence[int] | None = None, restrict: dict | None = None,
