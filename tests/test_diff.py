@@ -8,6 +8,7 @@ derandomized samples; the slow test runs every pair whole with 10,000 sampled ca
 from __future__ import annotations
 
 import json
+import pathlib
 import random
 
 import pytest
@@ -314,6 +315,39 @@ def test_jobs_argument(monkeypatch):
         diff("cpu", "cpu-mt", dims=1)
     monkeypatch.setenv("SYMCONV_DIFF_JOBS", "1")
     assert diff("cpu", "cpu-mt", dims=1, where="N <= 2", validate=False).verdict
+
+
+def _env_from_fields(fields: dict) -> Environment:
+    return Environment(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def test_recorded_gpu_diff_witnesses_agree_with_torch():
+    # tools/gpu_diff.py on the GPU host (torch 2.11, cuDNN 9.19): symconv.diff(None,
+    # 'cuda-cudnn8'), every witness of side A (that host) asked of its torch, tensors of up to
+    # 2**32 elements built on the GPU. Replayed here: symconv's concrete path for the recorded
+    # environment gives torch's recorded answer, and side B's answer differs from it.
+    from symconv.queries.diff import _side_env, concrete_outcome, outcome_text
+    rec = json.loads((pathlib.Path(__file__).parent / "data" /
+                      "cuda_diff_witnesses.json").read_text())
+    env_a = _env_from_fields(rec["from_fields"])
+    env_b = _env_from_fields(rec["to_fields"])
+    assert env_b == preset(rec["to"])
+    assert env_a.cudnn_version == 91900 and env_a.cuda_capability == (9, 0)
+    big = 0
+    for r in rec["regions"]:
+        w = r["witness"]
+        dims, transposed = len(w["input"]) - 2, w["transposed"]
+        (check_a,) = [c for c in w["checks"] if c["side"] == "A"]
+        assert check_a["status"] == "validated", check_a
+        torch_says = check_a["message"].split(" agrees: ", 1)[1]
+        la, _, _ = concrete_outcome(_side_env(env_a, w["flags_a"]), dims, transposed,
+                                    w["values"], w["facts"])
+        lb, _, _ = concrete_outcome(_side_env(env_b, w["flags_b"]), dims, transposed,
+                                    w["values"], w["facts"])
+        assert outcome_text(la) == torch_says == r["a"], (r, outcome_text(la))
+        assert outcome_text(lb) == r["b"] != r["a"], (r, outcome_text(lb))
+        big += max(w["input"]) >= 2**28
+    assert len(rec["regions"]) >= 38 and big >= 10  # the 64-bit-indexing regions included
 
 
 def test_where_and_dims_errors():
