@@ -892,7 +892,7 @@ def diff(env_a: Environment | str | None, env_b: Environment | str | None, *,
     if not structures:
         raise WhereError("the constraints name sizes that no requested number of dims has")
     require_satisfiable(w, structures)
-    args = _ShareArgs(structures, boxd, box_samples, seed, validate, minimize)
+    args = _RunArgs(structures, boxd, box_samples, seed, validate, minimize)
     out = _run(plan, args, min(n_jobs, len(structures)), progress)
     regions, unknown, n_pairs, n_leaves, timing = out
     t1 = time.perf_counter()
@@ -954,7 +954,7 @@ _COST = {(2, False): 5.0, (3, False): 4.0, (3, True): 2.0, (2, True): 2.0, (1, F
 
 
 @dataclasses.dataclass
-class _ShareArgs:
+class _RunArgs:
     structures: list   # every structure of the diff (the coverage draws for all of them)
     box: dict
     box_samples: int
@@ -963,7 +963,7 @@ class _ShareArgs:
     minimize: bool
 
 
-def _run(plan: _Plan, args: _ShareArgs, jobs: int, progress=None) -> tuple:
+def _run(plan: _Plan, args: _RunArgs, jobs: int, progress=None) -> tuple:
     """Each structure's diff (:func:`_run_structure`), the most costly first, in this process
     and ``jobs - 1`` forked workers: each takes the next structure not yet taken when it is
     free. A worker's regions come back as plain data, their formulas as SMT-LIB text read
@@ -1046,7 +1046,7 @@ def _take(order: list, counter):
         yield order[k]
 
 
-def _run_structure(plan: _Plan, args: _ShareArgs, i: int, progress=None) -> tuple:
+def _run_structure(plan: _Plan, args: _RunArgs, i: int, progress=None) -> tuple:
     """The diff of structure ``i``: its regions (described, merged, with coverage and
     witnesses, not yet checked on torch), the unknown pairs, the numbers of queries and of
     leaves, and the seconds of the two phases."""
@@ -1114,7 +1114,7 @@ def _st_name(st: Structure) -> str:
     return f"{st.dims}-D" + (" transposed" if st.transposed else "")
 
 
-def _worker(conn, plan: _Plan, args: _ShareArgs, order: list, counter) -> None:
+def _worker(conn, plan: _Plan, args: _RunArgs, order: list, counter) -> None:
     """A forked worker: the structures it takes, as plain data (:func:`_export_results`)."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent stops it
@@ -1177,7 +1177,7 @@ class _Formulas:
         return self.terms[i]
 
 
-def _import_results(args: _ShareArgs, payload: dict) -> dict:
+def _import_results(args: _RunArgs, payload: dict) -> dict:
     got = {}
     for i, (recs, (count, text), unknown, n_pairs, n_leaves, t1, t2) in payload.items():
         st = args.structures[i]
