@@ -170,6 +170,12 @@ def console_script_entry() -> str:
         return tomllib.load(f)["project"]["scripts"]["symconv"]
 
 
+def sigint_as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT's default action. A runner started as a background
+    job of a non-interactive shell ignores SIGINT, and a child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_during_import(entry: str, tmp_path: pathlib.Path) -> tuple[int, str]:
     """Run what pip's console script runs for ``entry`` (``module:function``), send SIGINT
     while it imports torch; return (status, stderr after the child's marker line)."""
@@ -178,7 +184,8 @@ def interrupt_during_import(entry: str, tmp_path: pathlib.Path) -> tuple[int, st
     code = f"import sys\nfrom {module} import {func}\nsys.exit({func}())\n"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
     p = subprocess.Popen([sys.executable, "-c", code, "--version"], cwd=tmp_path, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=sigint_as_from_a_terminal)
     try:
         assert p.stderr is not None
         marker = p.stderr.readline()

@@ -178,7 +178,10 @@ def test_ctrl_c_in_prove_with_worker_processes():
     code = ("import sys; from symconv.cli import main; "
             "sys.exit(main(['prove', '--no-replay', '--jobs', '2']))")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, cwd=ROOT)
+                         stderr=subprocess.PIPE, cwd=ROOT,
+                         # SIGINT's default action in the child: a runner started as a
+                         # background job of a non-interactive shell ignores it
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = p.stdout.readline()
         assert first, p.stderr.read()
