@@ -1542,7 +1542,7 @@ def _probe_points(st: Structure) -> dict:
         out["Cg"] = np.where(kind < 0.35, 1, np.where(cons, cg, out["Cg"]))  # depthwise
         out["C"] = np.where(cons, out["Cg"] * g, out["C"])
         out["Cout"] = np.where(cons, m * g, out["Cout"])
-    spatial = [x for x in SPATIAL[st.dims]]
+    spatial = list(SPATIAL[st.dims])
     big_names = ["N", *spatial, *("k" + x for x in spatial), "Cg", "C",
                  *("pad" + x for x in spatial), *("dil" + x for x in spatial)]
     if not st.transposed:
@@ -1728,13 +1728,11 @@ def _witness(plan: _Plan, r: DiffRegion, part: DiffRegion, sa: Space, q: _Solver
     for k, start in enumerate(starts):
         if k < len(box):
             values = _shrunk_box_call(q, part, box[k])
-            if values is None and k + 1 < len(box):
-                continue  # not a call of the part after all: the next start
         else:
             values = _witness_values(q.s, st, part, minimize, start, replay)
             if values is not None and not _values_fit(q, values):
                 values = _witness_values(q.s, st, part, minimize, start, replay, q.fit)
-        if values is None:  # pragma: no cover - the pair was just found satisfiable
+        if values is None:  # a probe point Z3 refuses: the next start
             continue
         oa, sha, ma = concrete_outcome(_side_env(plan.A.env, fa), st.dims, st.transposed,
                                        values, facts)
